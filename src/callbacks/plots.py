@@ -1,0 +1,61 @@
+"""Plots people would rather look at than read: the test confusion matrix (PNG in the run dir, TensorBoard)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+
+def confusion_figure(matrix, class_names: list[str], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    counts = matrix.astype(float)
+    rows = counts.sum(1, keepdims=True)
+    rates = counts / rows.clip(min=1)
+    size = min(4 + 0.45 * n, 20)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.tight_layout()
+    return fig
+
+
+class ConfusionMatrixPlot(Callback):
+    """At the end of testing, draws the task's `confusion` metric (if it has one) as confusion_matrix.png."""
+
+    def __init__(self, dirpath: str, filename: str = "confusion_matrix.png"):
+        self.path = Path(dirpath) / filename
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        confusion = getattr(pl_module, "confusion", None)
+        if confusion is None:
+            return
+        matrix = confusion.compute().cpu().numpy()  # synced across ranks; every rank must call compute
+        if not trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        acc = matrix.trace() / max(1, matrix.sum())
+        fig = confusion_figure(matrix, pl_module.class_names, f"test confusion matrix (accuracy {acc:.4f})")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.path, dpi=120)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("test/confusion_matrix", fig, global_step=trainer.global_step)
+        plt.close(fig)

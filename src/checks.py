@@ -1,0 +1,139 @@
+"""Checks of what the user typed, run before torch is imported, so mistakes are answered at once.
+
+Hydra already rejects unknown groups, options and keys (struct mode). What it cannot know is the type
+a value should have: `trainer.max_epochs=ten` composes fine. We compose the configuration again with
+the user's group choices but none of their values, and compare the type of each value they set with
+the type of the default it replaces.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from src.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# Lightning logger class -> the package it needs, and how to get it
+_LOGGER_PACKAGES = {
+    "TensorBoardLogger": ("tensorboard", "tensorboard"),
+    "MLFlowLogger": ("mlflow", "mlflow"),
+    "WandbLogger": ("wandb", "wandb"),
+    "CometLogger": ("comet_ml", "comet-ml"),
+    "NeptuneLogger": ("neptune", "neptune"),
+}
+_PRECISIONS = {"32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed", "16-true", "bf16-true", "64", "64-true",
+               "transformer-engine", "transformer-engine-float16"}
+
+
+def _type_name(value) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "a list, e.g. [1,2]"
+    if isinstance(value, (dict, DictConfig)):
+        return "a mapping"
+    return "a string"
+
+
+def _same_kind(default, value) -> bool:
+    if value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (ListConfig, list)):
+        return isinstance(value, (ListConfig, list))
+    if isinstance(default, (DictConfig, dict)):
+        return isinstance(value, (DictConfig, dict))
+    return True  # strings accept anything Hydra parsed (a number typed where a name is expected is rare)
+
+
+def _user_overrides() -> list:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+
+
+def check_types(cfg: DictConfig, config_name: str) -> None:
+    """Compare each `key=value` the user typed with the default it replaces."""
+    from hydra import compose
+
+    overrides = _user_overrides()
+    groups, values = [], []
+    for o in overrides:
+        key = o.key_or_group
+        if key.startswith("hydra") or (CONF_DIR / key).is_dir():
+            groups.append(o.input_line)
+        elif not (o.is_add() or o.is_delete() or o.is_force_add()):
+            values.append(o)
+    if not values:
+        return
+    base = compose(config_name=config_name, overrides=groups)
+    for o in values:
+        key = o.key_or_group
+        default = OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False)
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if default is None or isinstance(default, str):
+            continue
+        if not _same_kind(default, value):
+            shown = OmegaConf.to_yaml(default).strip() if isinstance(default, (DictConfig, ListConfig)) else default
+            raise UserError(f"{o.input_line}: {key} should be {_type_name(default)} (its default is {shown}).")
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    for name, node in (cfg.get("logger") or {}).items():
+        if not node or "_target_" not in node:
+            continue
+        cls = str(node._target_).rsplit(".", 1)[-1]
+        if cls in _LOGGER_PACKAGES:
+            module, package = _LOGGER_PACKAGES[cls]
+            if module == "tensorboard" and importlib.util.find_spec("tensorboardX"):
+                continue
+            if importlib.util.find_spec(module) is None:
+                raise UserError(f"logger {name!r} needs the {package!r} package, which is not installed: run "
+                                f"`uv pip install {package}` (or `pip install {package}`), or use logger=csv.")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    trainer = cfg.get("trainer") or {}
+    precision = trainer.get("precision")
+    if precision is not None and str(precision) not in _PRECISIONS:
+        raise UserError(f"trainer.precision={precision} is not a precision Lightning knows: use 32, 16-mixed "
+                        f"(NVIDIA GPUs), bf16-mixed, 64 or bf16-true.")
+    for key in ("max_epochs", "max_steps"):
+        value = trainer.get(key)
+        if isinstance(value, int) and value == 0:
+            raise UserError(f"trainer.{key}=0 trains nothing: give a positive number (-1: no limit).")
+
+
+def check_checkpoint_path(cfg: DictConfig, required: bool = False) -> None:
+    path = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
+    if path is None:
+        if required:
+            raise UserError("ckpt_path is required: ckpt_path=outputs/<task>/<date>/<time>/checkpoints/last.ckpt")
+        return
+    if not Path(str(path)).is_file():
+        raise UserError(f"ckpt_path={path}: no such file. Checkpoints are in <run dir>/checkpoints/ "
+                        f"(best-*.ckpt, last.ckpt).")
+
+
+def validate(cfg: DictConfig, config_name: str = "train") -> None:
+    """Everything that can be checked before torch is imported, in the order a user would fix it."""
+    check_types(cfg, config_name)
+    check_trainer(cfg)
+    check_loggers(cfg)
+    check_checkpoint_path(cfg, required=config_name != "train")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise UserError(f"seed={seed} should be an integer, or null for a random run.")

@@ -1,0 +1,267 @@
+"""The whole run, top to bottom: train() for train.py, evaluate() for eval.py, predict() for predict.py."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import UserError
+
+CONFIG_GROUP_OF = {"data": "data", "model": "model", "trainer": "trainer", "task": "task"}
+
+
+# -- building blocks ---------------------------------------------------------------------------------
+def _build(node, what: str, **kwargs):
+    """instantiate() with the user's mistakes turned into one line naming the config group."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"{what}: {type(cause).__name__}: {cause}") from None
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{what}: {e}") from None
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+
+
+def task_name(target: str) -> str:
+    """src.tasks.image.ImageClassification -> image"""
+    return target.split(".")[-2] if target.count(".") >= 2 else target
+
+
+def read_checkpoint(path: str, expected_task: str | None = None) -> dict:
+    """Load a checkpoint's contents on the CPU (weights only) and check that it is one of ours, of this task."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"ckpt_path={path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - truncated zip, pickle of unknown classes, not a torch file
+        raise UserError(f"ckpt_path={path} is not a readable checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]}). Was it truncated? Use another, e.g. the run's best-*.ckpt.") from None
+    meta = ckpt.get("gradlab") if isinstance(ckpt, dict) else None
+    if not meta or "hyper_parameters" not in ckpt:
+        raise UserError(f"ckpt_path={path} was not written by gradlab (it has no task record).")
+    if expected_task and meta["task"] != expected_task:
+        raise UserError(f"ckpt_path={path} is a checkpoint of task={task_name(meta['task'])} ({meta['task']}), "
+                        f"but this run is task={task_name(expected_task)}: pass task={task_name(meta['task'])} "
+                        f"or a checkpoint of this task.")
+    return ckpt
+
+
+def build_task(cfg: DictConfig, data_info: dict):
+    node = OmegaConf.to_container(cfg.task, resolve=True)
+    return _build(node, "task/model", model=_plain(cfg.model), optimizer=_plain(cfg.optimizer),
+                  scheduler=_plain(cfg.get("scheduler")), data=_plain(cfg.data), data_info=data_info,
+                  _recursive_=False, _convert_="all")
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    return [_build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
+            if node is not None and "_target_" in node]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [_build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items()
+            if node is not None and "_target_" in node]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    return _build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+
+def is_rank_zero() -> bool:
+    """True in the process that launched the run (before Lightning has started the other ranks, too)."""
+    return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def _git() -> dict:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def print_metrics(title: str, metrics: dict, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: {run_dir}")
+
+
+_NOISE = ("💡 Tip", "Trainer already configured with model summary", "Loading `train_dataloader` to estimate",
+          "TPU available", "HPU available")
+
+
+def quiet_lightning_handlers() -> None:
+    """Lightning logs through its own console handler and also to the root logger Hydra set up, so every
+    message would print twice: keep Hydra's (console and the run's log file), and drop notices that say
+    nothing about this run."""
+    import logging
+    import warnings
+
+    if logging.getLogger().handlers:
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(name).handlers.clear()
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "gradlab", False) for f in rank_zero.filters):
+        drop = logging.Filter()
+        drop.filter = lambda record: not str(record.msg).startswith(_NOISE)
+        drop.gradlab = True
+        rank_zero.addFilter(drop)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def _floats(results: list[dict]) -> dict:
+    out = {}
+    for d in results:
+        out.update({k: float(v) for k, v in d.items()})
+    return out
+
+
+# -- train -------------------------------------------------------------------------------------------
+def train(cfg: DictConfig) -> float | None:
+    """Fit on train, select the checkpoint on val, test it once; returns the monitored metric (for sweeps)."""
+    start = time.time()
+    run_dir = Path(cfg.paths.output_dir)
+    quiet_lightning_handlers()
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = _build(cfg.data, "data")
+    datamodule.prepare_data()  # downloads or names what is missing, before any model is built
+    data_info = datamodule.info
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
+    task = build_task(cfg, data_info)
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+
+    info = {"command": [sys.executable, *sys.argv], "cwd": os.getcwd(), "git": _git(), "seed": cfg.seed,
+            "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__,
+            "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed_from": ckpt_path}
+    if is_rank_zero():
+        write_json(run_dir / "run.json", info)
+        if ckpt_path:
+            print(f"resuming from {ckpt_path}", flush=True)
+
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False))
+    if cfg.get("test", True):
+        metrics.update(_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)))
+
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+        info.update({"best_checkpoint": best or None, "epochs": trainer.current_epoch,
+                     "steps": trainer.global_step, "wall_s": round(time.time() - start, 1)})
+        write_json(run_dir / "run.json", info)
+        shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
+        print_metrics("test metrics" if cfg.get("test", True) else "validation metrics", shown, run_dir)
+    value = metrics.get(cfg.task.monitor)
+    return None if value is None or math.isnan(value) else value
+
+
+# -- evaluate ----------------------------------------------------------------------------------------
+def load_task(ckpt_path: str, map_location="cpu"):
+    """The task a checkpoint was trained as, with its model, labels and data config restored."""
+    ckpt = read_checkpoint(ckpt_path)
+    cls = get_class(ckpt["gradlab"]["task"])
+    return cls.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.paths.output_dir)
+    quiet_lightning_handlers()
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    task = load_task(cfg.ckpt_path)
+    data_cfg = dict(task.hparams.data)
+    for key in ("data_dir", "batch_size"):
+        if cfg.get(key) is not None:
+            data_cfg[key] = cfg[key]
+    datamodule = _build(data_cfg, "data")
+    datamodule.prepare_data()
+    trainer = build_trainer(cfg, [], build_loggers(cfg))
+    if cfg.split not in ("test", "val"):
+        raise UserError(f"split={cfg.split}: choose test or val")
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    metrics = _floats(run(task, datamodule=datamodule, verbose=False))
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "run.json", {"command": [sys.executable, *sys.argv], "ckpt_path": str(cfg.ckpt_path),
+                                          "git": _git(), "split": cfg.split})
+        print_metrics(f"{cfg.split} metrics of {cfg.ckpt_path}", metrics, run_dir)
+    return metrics
+
+
+# -- predict -----------------------------------------------------------------------------------------
+def _read_inputs(cfg: DictConfig) -> list[str]:
+    if (cfg.input is None) == (cfg.inputs is None):
+        raise UserError("give exactly one of input=<path or text> and inputs=<file with one input per line>")
+    if cfg.input is not None:
+        return [str(cfg.input)]
+    path = Path(str(cfg.inputs))
+    if not path.is_file():
+        raise UserError(f"inputs={path}: no such file (it should list one input per line)")
+    base = path.parent
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    # relative paths in the list are relative to the list's folder, where such a file exists
+    return [str(base / x) if not Path(x).is_absolute() and (base / x).exists() else x for x in lines]
+
+
+def predict(cfg: DictConfig) -> list[dict]:
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    task = load_task(cfg.ckpt_path, map_location=device)
+    task.to(device)
+    data_cls = get_class(task.hparams.data["_target_"])
+    inputs = _read_inputs(cfg)
+    names = task.class_names
+    k = max(1, min(int(cfg.top_k), len(names)))
+    results = []
+    for i in range(0, len(inputs), cfg.batch_size):
+        chunk = inputs[i:i + cfg.batch_size]
+        x = torch.stack([data_cls.read_input(item, task.data_info) for item in chunk]).to(device)
+        probs = task.predict_proba(x).cpu()
+        top_p, top_i = probs.topk(k, dim=-1)
+        for item, p, idx in zip(chunk, top_p.tolist(), top_i.tolist()):
+            result = {"input": item, "prediction": names[idx[0]], "probability": round(p[0], 6),
+                      "top_k": [[names[j], round(q, 6)] for j, q in zip(idx, p)]}
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+            results.append(result)
+    return results

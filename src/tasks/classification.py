@@ -1,0 +1,79 @@
+"""Classification shared by the image, speech and sentiment tasks: cross-entropy, accuracy, F1, confusion."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from src.tasks.base import Task
+
+
+def _metrics(num_classes: int) -> MetricCollection:
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"),
+               "f1": MulticlassF1Score(num_classes, average="macro")}
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics)
+
+
+class ClassificationTask(Task):
+    """Subclasses turn a batch into model inputs (`inputs`) and may add to `model_kwargs`.
+
+    data_info must hold `class_names`. Logged: train/loss, train/acc, {val,test}/{loss,acc,f1,acc_top5};
+    the test confusion matrix is kept in `self.confusion` for the plotting callback.
+    """
+
+    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_names = list(self.data_info["class_names"])
+        n = len(self.class_names)
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_metrics = _metrics(n).clone(prefix="val/")
+        self.test_metrics = _metrics(n).clone(prefix="test/")
+        self.confusion = MulticlassConfusionMatrix(n)
+        self.label_smoothing = label_smoothing
+
+    def model_kwargs(self):
+        return {"num_classes": len(self.data_info["class_names"])}
+
+    def inputs(self, batch):
+        return batch[0]
+
+    def forward(self, x):
+        return self.net(x)
+
+    def _loss(self, logits, y):
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+    def training_step(self, batch, batch_idx):
+        y = batch[-1]
+        logits = self(self.inputs(batch))
+        loss = self._loss(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=y.shape[0])
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        return loss
+
+    def _evaluate(self, batch, split: str, metrics: MetricCollection):
+        y = batch[-1]
+        logits = self(self.inputs(batch))
+        self.log(f"{split}/loss", F.cross_entropy(logits, y), batch_size=y.shape[0], sync_dist=True)
+        metrics.update(logits, y)
+        self.log_dict(metrics, batch_size=y.shape[0], prog_bar=split == "val")
+        return logits
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch, batch_idx):
+        logits = self._evaluate(batch, "test", self.test_metrics)
+        self.confusion.update(logits, batch[-1])
+
+    def on_test_epoch_start(self):
+        self.confusion.reset()
+
+    @torch.inference_mode()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        return torch.softmax(self(x).float(), dim=-1)

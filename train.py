@@ -1,0 +1,29 @@
+"""Train a model: python train.py [task=image] [model=cnn] [data=digits] [key=value ...]; --help lists the groups.
+
+Only Hydra is imported here, so --help and configuration mistakes are answered at once; torch and
+Lightning are imported when a run really starts (src.pipeline).
+"""
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from src.errors import UserError
+
+    try:
+        from src.checks import validate
+
+        validate(cfg, "train")
+        from src.pipeline import train
+
+        return train(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
