@@ -26,4 +26,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from src.checks import resume_in_place
+
+    sys.argv = resume_in_place(sys.argv)
     main()

@@ -14,11 +14,10 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.errors import UserError
 
-CONFIG_GROUP_OF = {"data": "data", "model": "model", "trainer": "trainer", "task": "task"}
 
 
 # -- building blocks ---------------------------------------------------------------------------------
@@ -169,6 +168,13 @@ def train(cfg: DictConfig) -> float | None:
     if ckpt_path:
         read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
     task = build_task(cfg, data_info)
+    if ckpt_path and (run_dir / "csv").exists():
+        # resuming in the same run directory: new log versions beside the old (Lightning's CSV logger would
+        # otherwise delete the old metrics.csv)
+        with open_dict(cfg):
+            for node in (cfg.get("logger") or {}).values():
+                if node is not None and node.get("version") == "":
+                    node.version = f"resume-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
 
     info = {"command": [sys.executable, *sys.argv], "cwd": os.getcwd(), "git": _git(), "seed": cfg.seed,

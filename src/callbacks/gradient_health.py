@@ -25,6 +25,7 @@ class GradientHealth(Callback):
         self.per_layer = per_layer
         self.log_every = log_every_n_steps
         self.check_every = check_every_n_steps
+        self._step = 0
         self._bad_step = None  # device tensor: first global step with a non-finite loss, -1 if none
         self._layer_of: dict[str, str] = {}
 
@@ -53,16 +54,19 @@ class GradientHealth(Callback):
             metrics.update({f"grad_norm/{k}": torch.linalg.vector_norm(torch.stack(v)) for k, v in sq.items()})
         pl_module.log_dict(metrics, on_step=True, on_epoch=False)
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._step = trainer.global_step  # the step this batch's loss belongs to
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        step = trainer.global_step
+        step = self._step
         if self._bad_step is None or self._bad_step.device != loss.device:
             self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
         bad = ~torch.isfinite(loss.detach()) & (self._bad_step < 0)
         self._bad_step = torch.where(bad, torch.as_tensor(step, device=loss.device), self._bad_step)
-        if step % self.check_every == 0:
+        if (step + 1) % self.check_every == 0:
             self._raise_if_bad(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module):

@@ -1,0 +1,61 @@
+"""Test helpers: run the entry points in-process or as real processes, and callbacks that misbehave on cue."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+
+# small, quiet, fast: what every test run adds to its overrides
+QUICK = ["trainer.accelerator=cpu", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+         "trainer.enable_model_summary=false"]
+
+
+def run_script(script: str, *overrides: str, timeout: float = 600, env: dict | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """python <script> <overrides> in the project root, as a user would type it."""
+    proc = subprocess.run([sys.executable, script, *overrides], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(overrides)} exited {proc.returncode}\n"
+                             f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def train(run_dir: Path, *overrides: str, **kwargs) -> dict:
+    """Train in a subprocess into run_dir; returns its metrics.json."""
+    run_script("train.py", *QUICK, f"hydra.run.dir={run_dir}", *overrides, **kwargs)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+class KillAt(Callback):
+    """SIGKILLs its own process at a given global step: a crash with no chance to clean up."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonLoss(Callback):
+    """Makes the model's output NaN from a given step on, as a diverging run would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            import torch
+
+            with torch.no_grad():
+                for p in pl_module.net.parameters():
+                    p.fill_(float("nan"))

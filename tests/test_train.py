@@ -1,0 +1,118 @@
+"""Real training runs on the embedded digits data: learning, files, seeds, resume, divergence, eval, predict."""
+import json
+
+import pytest
+import torch
+
+from src import pipeline
+from tests.helpers import QUICK, run_script, train
+
+SHORT = ["trainer.max_epochs=3"]
+
+
+def test_short_run_learns_and_writes_its_run_directory(compose_train, tmp_path):
+    cfg = compose_train(*QUICK, *SHORT)
+    value = pipeline.train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test/acc"] > 0.8  # chance is 0.1
+    assert value == metrics["val/acc"]
+    assert {"val/acc", "val/f1", "val/loss", "test/acc", "test/f1", "test/acc_top5"} <= metrics.keys()
+    for path in ("checkpoints/last.ckpt", "confusion_matrix.png", "csv/metrics.csv", "run.json"):
+        assert (tmp_path / path).is_file(), path
+    assert len(list((tmp_path / "checkpoints").glob("best-*.ckpt"))) == 1
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "grad_norm/total" in header and "lr-AdamW" in header and "train/loss" in header
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["seed"] == 42 and run["epochs"] == 3 and run["best_checkpoint"]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=resnet", "model.width=8", "model.blocks=[1,1]", "optimizer=sgd", "scheduler=onecycle"],
+    ["optimizer=adam", "scheduler=plateau", "trainer.gradient_clip_val=1.0", "trainer.accumulate_grad_batches=2"],
+    ["scheduler=step", "scheduler.step_size=1", "logger=tensorboard", "trainer.precision=bf16-mixed"],
+    ["scheduler=none", "optimizer=sgd", "optimizer.nesterov=false", "callbacks.early_stopping=null"],
+])
+def test_options_train(compose_train, tmp_path, overrides):
+    cfg = compose_train(*QUICK, "trainer.max_epochs=2", *overrides)
+    pipeline.train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test/acc"] > 0.3
+    if "logger=tensorboard" in overrides:
+        assert list((tmp_path / "tensorboard").glob("events.*"))
+
+
+def test_seed_repeats_a_cpu_run_bit_for_bit(compose_train, tmp_path):
+    results = []
+    for name in ("a", "b"):
+        cfg = compose_train(*QUICK, "trainer.max_epochs=2", "seed=7")
+        cfg.paths.output_dir = str(tmp_path / name)
+        pipeline.train(cfg)
+        weights = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        results.append((json.loads((tmp_path / name / "metrics.json").read_text()), weights))
+    (m1, w1), (m2, w2) = results
+    assert m1 == m2
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path):
+    args = ["trainer.max_epochs=3", "seed=3"]
+    whole = train(tmp_path / "whole", *args)
+    # 1258 training images / 32 = 40 steps an epoch: die in the middle of the second epoch
+    killed = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path / 'killed'}", *args,
+                        "+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=60", check=False)
+    assert killed.returncode != 0 and not (tmp_path / "killed" / "metrics.json").exists()
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of the first epoch
+    proc = run_script("train.py", *QUICK, *args, f"ckpt_path={last}")
+    assert "resuming from" in proc.stdout
+    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())  # the same run directory
+    assert resumed == whole
+    assert (tmp_path / "killed" / "csv" / "metrics.csv").is_file()  # the first part's log is kept
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
+                      "+callbacks.poison._target_=tests.helpers.PoisonLoss", "+callbacks.poison.step=45", check=False)
+    assert proc.returncode == 2
+    message = proc.stderr.strip().splitlines()[-1]
+    assert "NaN or infinite at step 45" in message and "optimizer.lr" in message and "gradient_clip_val" in message
+    assert "Traceback" not in proc.stderr
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("trained")
+    train(run_dir, *SHORT)
+    return run_dir
+
+
+def test_eval_tests_a_checkpoint_with_the_same_metrics(trained, tmp_path):
+    ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
+    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    original = json.loads((trained / "metrics.json").read_text())
+    assert evaluated == {k: v for k, v in original.items() if k.startswith("test/")}
+
+
+def test_predict_prints_one_json_line_per_image(trained, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"digit{i}_{digits.target[i]}.png"
+        Image.fromarray((digits.images[i] * 255 / 16).round().astype("uint8")).save(path)
+        paths.append(path)
+    (tmp_path / "list.txt").write_text("\n".join(p.name for p in paths) + "\n")
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    one = run_script("predict.py", f"ckpt_path={ckpt}", f"input={paths[0]}")
+    line = json.loads(one.stdout.strip().splitlines()[-1])
+    assert line["prediction"] in [str(i) for i in range(10)] and 0 < line["probability"] <= 1
+    many = run_script("predict.py", f"ckpt_path={ckpt}", f"inputs={tmp_path / 'list.txt'}", "top_k=2")
+    lines = [json.loads(x) for x in many.stdout.strip().splitlines()]
+    assert len(lines) == 5 and all(len(x["top_k"]) == 2 for x in lines)
+    correct = sum(x["prediction"] == x["input"].rsplit("_", 1)[1][0] for x in lines)
+    assert correct >= 4
