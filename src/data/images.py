@@ -1,0 +1,187 @@
+"""What the image data modules share: uint8 tensors in memory, seeded shuffling, augmentation on the device.
+
+Images stay uint8 (N, C, H, W) until the task normalises them on the device, so a batch is a slice of a
+tensor (no per-sample Python) and augmentation (random crop with padding, horizontal flip) runs on whole
+batches wherever the model runs.
+"""
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+
+class TensorImages(Dataset):
+    """uint8 images (N, C, H, W) and int64 labels; a batch of indices is one gather."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        assert images.dtype == torch.uint8 and images.ndim == 4, (images.dtype, images.shape)
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+
+def _as_batch(batch):
+    """collate_fn for datasets whose __getitems__ already returns a batch."""
+    return batch
+
+
+class EpochSampler(RandomSampler):
+    """A random order that depends only on (seed, epoch), so a resumed run sees the same order as an
+    uninterrupted one. Under DDP Lightning replaces it with a DistributedSampler (also seed + epoch)."""
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+
+
+def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
+    """Split indices into len(fractions)+1 parts, each class spread evenly; the last part takes the rest."""
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in range(len(fractions) + 1)]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        start = 0
+        for k, f in enumerate(fractions):
+            n = int(round(f * len(idx)))
+            parts[k].append(idx[start:start + n])
+            start += n
+        parts[-1].append(idx[start:])
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def random_crop_flip(x: torch.Tensor, padding: int, hflip: bool) -> torch.Tensor:
+    """Random crop after zero padding, and random horizontal flip, for a whole batch (N, C, H, W)."""
+    n, _, h, w = x.shape
+    if padding > 0:
+        padded = F.pad(x, (padding,) * 4)
+        dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
+        dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (N, H)
+        cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (N, W)
+        b = torch.arange(n, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if hflip:
+        flip = torch.rand(n, device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x.contiguous()
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base for image classification data. Subclasses fill train/val/test sets (datasets that yield uint8
+    (C, H, W) tensors and int labels) and `class_names` in `load()`; the rest is shared."""
+
+    def __init__(self, batch_size: int = 128, num_workers: int = 0, pin_memory: bool = False,
+                 augment: dict | None = None, val_fraction: float = 0.1, split_seed: int = 0):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"data.val_fraction={val_fraction} should be between 0 and 1")
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.augment = dict(augment or {})
+        self.val_fraction, self.split_seed = val_fraction, split_seed
+        self.class_names: list[str] = []
+        self.train_set = self.val_set = self.test_set = None
+        self._mean_std = None
+
+    # subclasses -------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Set self.train_set, self.val_set, self.test_set and self.class_names."""
+        raise NotImplementedError
+
+    # Lightning hooks --------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.load()
+
+    @property
+    def info(self) -> dict:
+        """What the task needs to build its model and normalise inputs; stored in the checkpoint."""
+        self.setup()
+        x0, _ = self.train_set[0]
+        mean, std = self.mean_std()
+        return {"class_names": list(self.class_names), "in_channels": int(x0.shape[0]),
+                "image_size": [int(x0.shape[1]), int(x0.shape[2])], "mean": mean, "std": std}
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images (0-1 scale), from up to 10,000 of them."""
+        if self._mean_std is None:
+            n = len(self.train_set)
+            idx = torch.linspace(0, n - 1, min(n, 10_000)).long().tolist()
+            if isinstance(self.train_set, TensorImages):
+                x = self.train_set.images[idx]
+            else:
+                x = torch.stack([self.train_set[i][0] for i in idx])
+            x = x.float().div_(255).transpose(0, 1).reshape(x.shape[1], -1)
+            self._mean_std = (x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist())
+        return self._mean_std
+
+    def _loader(self, dataset, train: bool) -> DataLoader:
+        batched = isinstance(dataset, TensorImages)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = EpochSampler(dataset, seed=seed) if train else None
+        # the loader's own generator: starting an epoch then draws nothing from the global generator, which
+        # EpochReseed resets at each epoch start (the datasets here are not random, so workers need no seed)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0, drop_last=False,
+                          collate_fn=_as_batch if batched else None, generator=torch.Generator().manual_seed(seed))
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Augment training batches on the device they will be trained on."""
+        if self.trainer is not None and self.trainer.training:
+            x, y = batch
+            pad, flip = int(self.augment.get("crop_padding", 0)), bool(self.augment.get("hflip", False))
+            if pad or flip:
+                batch = (random_crop_flip(x, pad, flip), y)
+        return batch
+
+    # inference -------------------------------------------------------------------------------------
+    @staticmethod
+    def read_input(path: str, info: dict) -> torch.Tensor:
+        """One image file -> uint8 (C, H, W) at the size and channels the model was trained on."""
+        from PIL import Image, UnidentifiedImageError
+
+        from src.errors import UserError
+
+        try:
+            img = Image.open(path)
+            img = img.convert("L" if info["in_channels"] == 1 else "RGB")
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"{path}: not an image PIL can read ({e})") from None
+        h, w = info["image_size"]
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+        return x[None] if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
