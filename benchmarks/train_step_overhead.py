@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def compose(data: str, data_dir: str | None, device: str, out: Path):
+def compose(data: str, data_dir: str | None, device: str, out: Path, bare: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -33,9 +33,13 @@ def compose(data: str, data_dir: str | None, device: str, out: Path):
     GlobalHydra.instance().clear()
     overrides = [f"data={data}", f"trainer.accelerator={device}", "trainer.limit_val_batches=0",
                  "trainer.num_sanity_val_steps=0", "callbacks.model_summary=null", "trainer.enable_model_summary=false",
-                 "callbacks.progress_bar.interactive=false"]
+                 "callbacks.progress_bar.interactive=false",
+                 "callbacks.early_stopping=null"]  # it needs a validation metric, and there is no validation here
     if data_dir:
         overrides.append(f"data.data_dir={data_dir}")
+    if bare:  # Lightning alone: no callbacks, no loggers, no progress bar
+        overrides = [o for o in overrides if not o.startswith("callbacks.")] + [
+            "callbacks=none", "~logger", "trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
@@ -88,9 +92,20 @@ def run_gradlab(cfg, skip: int, steps: int) -> float:
     task = pipeline.build_task(cfg, dm.info)
     timer = StepTimer(skip, steps, cfg.trainer.accelerator)
     callbacks = pipeline.build_callbacks(cfg) + [timer.callback]
+    if not cfg.get("logger"):
+        return _fit(cfg, task, dm, callbacks, skip, steps, timer)
     trainer = pipeline._build(cfg.trainer, "trainer", callbacks=callbacks, logger=pipeline.build_loggers(cfg),
                               max_steps=skip + steps, max_epochs=-1)
     pipeline.quiet_lightning_handlers()
+    trainer.fit(task, datamodule=dm)
+    return timer.per_step / steps
+
+
+def _fit(cfg, task, dm, callbacks, skip, steps, timer) -> float:
+    from src import pipeline
+
+    trainer = pipeline._build(cfg.trainer, "trainer", callbacks=callbacks, logger=False, max_steps=skip + steps,
+                              max_epochs=-1)
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps
 
@@ -158,6 +173,7 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default: by data set)")
     parser.add_argument("--skip", type=int, default=5, help="warm-up steps not timed")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bare", action="store_true", help="gradlab without callbacks or loggers (Lightning's own cost)")
     args = parser.parse_args()
     steps = args.steps or {"digits": 30}.get(args.data, 60)
 
@@ -170,7 +186,7 @@ def main():
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     out = Path(tempfile.mkdtemp(prefix="gradlab-bench-"))
-    cfg = compose(args.data, args.data_dir, "gpu" if args.device == "cuda" else "cpu", out / "run")
+    cfg = compose(args.data, args.data_dir, "gpu" if args.device == "cuda" else "cpu", out / "run", args.bare)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"data={args.data} batch_size={cfg.data.batch_size} model=cnn{list(cfg.model.widths)} device: {device_name}")
     print(f"{args.rounds} rounds of {steps} timed steps after {args.skip} warm-up steps")

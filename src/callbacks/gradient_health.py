@@ -39,7 +39,7 @@ class GradientHealth(Callback):
                 self._layer_of[f"{module_name}.{p_name}" if module_name else p_name] = module_name or "root"
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if trainer.global_step % self.log_every != 0 or not trainer.loggers:
+        if (trainer.global_step + 1) % self.log_every != 0 or not trainer.loggers:
             return
         named = [(n, p.grad) for n, p in pl_module.named_parameters() if p.grad is not None]
         if not named:
@@ -52,7 +52,10 @@ class GradientHealth(Callback):
             for (n, _), v in zip(named, norms):
                 sq[self._layer_of.get(n, n.rsplit(".", 1)[0])].append(v)
             metrics.update({f"grad_norm/{k}": torch.linalg.vector_norm(torch.stack(v)) for k, v in sq.items()})
-        pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+        # straight to the loggers, as Lightning's LearningRateMonitor does: self.log would cost ~0.5 ms a key
+        values = dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._step = trainer.global_step  # the step this batch's loss belongs to

@@ -58,6 +58,15 @@ class Task(L.LightningModule):
         scheduler = instantiate(sched_cfg)(optimizer, total_steps=int(total))
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def logging_step(self) -> bool:
+        """True on the steps whose logged values Lightning writes (every trainer.log_every_n_steps).
+
+        Each self.log call costs Lightning about half a millisecond on a CPU, which is 10% of a small
+        model's step: step-level values are logged only when they will be written.
+        """
+        n = self.trainer.log_every_n_steps
+        return n > 0 and ((self.global_step + 1) % n == 0 or self.trainer.fast_dev_run)
+
     # -- checkpoint identity -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gradlab"] = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}

@@ -28,7 +28,8 @@ class ClassificationTask(Task):
         super().__init__(*args, **kwargs)
         self.class_names = list(self.data_info["class_names"])
         n = len(self.class_names)
-        self.train_acc = MulticlassAccuracy(n, average="micro")
+        # training accuracy as two running counts: a torchmetrics update costs more than a small model's step
+        self.register_buffer("train_counts", torch.zeros(2, dtype=torch.long), persistent=False)
         self.val_metrics = _metrics(n).clone(prefix="val/")
         self.test_metrics = _metrics(n).clone(prefix="test/")
         self.confusion = MulticlassConfusionMatrix(n)
@@ -50,10 +51,17 @@ class ClassificationTask(Task):
         y = batch[-1]
         logits = self(self.inputs(batch))
         loss = self._loss(logits, y)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, prog_bar=True, batch_size=y.shape[0])
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        self.train_counts += torch.stack([(logits.detach().argmax(-1) == y).sum(), y.new_tensor(y.numel())])
+        if self.logging_step():
+            self.log("train/loss", loss, prog_bar=True, batch_size=y.shape[0])
         return loss
+
+    def on_train_epoch_start(self):
+        self.train_counts.zero_()
+
+    def on_train_epoch_end(self):
+        correct, seen = self.train_counts.tolist()
+        self.log("train/acc", correct / max(1, seen), sync_dist=True)  # over the whole epoch (mean of ranks)
 
     def _evaluate(self, batch, split: str, metrics: MetricCollection):
         y = batch[-1]
