@@ -11,22 +11,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from src.errors import UserError
+    from src.cli import run
 
-    try:
-        from src.checks import validate
-
-        validate(cfg, "train")
-        from src.pipeline import train
-
-        return train(cfg)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    return run(cfg, "train", "train")
 
 
 if __name__ == "__main__":
-    from src.checks import resume_in_place
+    from src.cli import resume_in_place
 
     sys.argv = resume_in_place(sys.argv)
     main()

@@ -138,23 +138,3 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise UserError(f"seed={seed} should be an integer, or null for a random run.")
 
-
-def resume_in_place(argv: list[str]) -> list[str]:
-    """`ckpt_path=<run>/checkpoints/x.ckpt` continues that run in its own directory: the checkpoint's
-    record of the best model so far stays valid there, and logs go on where they were. The composed
-    config of the resumed part goes to .hydra/resume-<time> so the original one is kept. An explicit
-    hydra.run.dir=..., or a multirun, is left alone."""
-    import time
-
-    args = argv[1:]
-    if any(a.startswith(("hydra.run.dir=", "hydra.output_subdir=")) for a in args) or any(
-            a in ("-m", "--multirun") for a in args):
-        return argv
-    value = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
-    if not value:
-        return argv
-    ckpt = Path(value.strip("'\""))
-    if not (ckpt.is_file() and ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / ".hydra").is_dir()):
-        return argv
-    run_dir = ckpt.parent.parent
-    return [*argv, f"hydra.run.dir={run_dir}", f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]

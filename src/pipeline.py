@@ -163,7 +163,10 @@ def train(cfg: DictConfig) -> float | None:
 
     datamodule = _build(cfg.data, "data")
     datamodule.prepare_data()  # downloads or names what is missing, before any model is built
-    data_info = datamodule.info
+    try:
+        data_info = datamodule.info
+    except ValueError as e:
+        raise UserError(f"data: {e}") from None
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         read_checkpoint(ckpt_path, expected_task=cfg.task._target_)

@@ -27,7 +27,7 @@ def test_short_run_learns_and_writes_its_run_directory(compose_train, tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [
-    ["model=resnet", "model.width=8", "model.blocks=[1,1]", "optimizer=sgd", "scheduler=onecycle"],
+    ["model=resnet", "model.width=16", "model.blocks=[1,1]", "optimizer=sgd", "optimizer.lr=0.05", "scheduler=onecycle"],
     ["optimizer=adam", "scheduler=plateau", "trainer.gradient_clip_val=1.0", "trainer.accumulate_grad_batches=2"],
     ["scheduler=step", "scheduler.step_size=1", "logger=tensorboard", "trainer.precision=bf16-mixed"],
     ["scheduler=none", "optimizer=sgd", "optimizer.nesterov=false", "callbacks.early_stopping=null"],

@@ -55,7 +55,10 @@ class EpochSampler(RandomSampler):
 
 
 def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
-    """Split indices into len(fractions)+1 parts, each class spread evenly; the last part takes the rest."""
+    """Split indices into len(fractions)+1 parts, each class spread evenly; the last part takes the rest.
+
+    Each part comes in a random order, so that the first batches of a split (trainer.limit_val_batches) are a
+    sample of every class, not the first classes of a sorted folder."""
     rng = np.random.default_rng(seed)
     parts = [[] for _ in range(len(fractions) + 1)]
     for c in np.unique(labels):
@@ -66,7 +69,7 @@ def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> l
             parts[k].append(idx[start:start + n])
             start += n
         parts[-1].append(idx[start:])
-    return [np.sort(np.concatenate(p)) for p in parts]
+    return [rng.permutation(np.concatenate(p)) for p in parts]
 
 
 def random_crop_flip(x: torch.Tensor, padding: int, hflip: bool) -> torch.Tensor:
@@ -91,7 +94,8 @@ class ImageDataModule(L.LightningDataModule):
     (C, H, W) tensors and int labels) and `class_names` in `load()`; the rest is shared."""
 
     def __init__(self, batch_size: int = 128, num_workers: int = 0, pin_memory: bool = False,
-                 augment: dict | None = None, val_fraction: float = 0.1, split_seed: int = 0):
+                 augment: dict | None = None, val_fraction: float = 0.1, split_seed: int = 0,
+                 mean: list[float] | None = None, std: list[float] | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
@@ -102,7 +106,9 @@ class ImageDataModule(L.LightningDataModule):
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.class_names: list[str] = []
         self.train_set = self.val_set = self.test_set = None
-        self._mean_std = None
+        if (mean is None) != (std is None):
+            raise ValueError("give both data.mean and data.std (per channel, 0-1 scale), or neither")
+        self._mean_std = (list(mean), list(std)) if mean is not None else None
 
     # subclasses -------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -120,11 +126,13 @@ class ImageDataModule(L.LightningDataModule):
         self.setup()
         x0, _ = self.train_set[0]
         mean, std = self.mean_std()
+        if len(mean) != x0.shape[0] or len(std) != x0.shape[0]:
+            raise ValueError(f"data.mean and data.std need one value per channel ({x0.shape[0]}), got {mean} and {std}")
         return {"class_names": list(self.class_names), "in_channels": int(x0.shape[0]),
                 "image_size": [int(x0.shape[1]), int(x0.shape[2])], "mean": mean, "std": std}
 
     def mean_std(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images (0-1 scale), from up to 10,000 of them."""
+        """data.mean/data.std if given, else the per-channel mean and std of up to 10,000 training images (0-1 scale)."""
         if self._mean_std is None:
             n = len(self.train_set)
             idx = torch.linspace(0, n - 1, min(n, 10_000)).long().tolist()
@@ -142,9 +150,11 @@ class ImageDataModule(L.LightningDataModule):
         sampler = EpochSampler(dataset, seed=seed) if train else None
         # the loader's own generator: starting an epoch then draws nothing from the global generator, which
         # EpochReseed resets at each epoch start (the datasets here are not random, so workers need no seed)
+        # a batch of in-memory images is one gather: worker processes would only add copying
+        workers = 0 if batched else self.num_workers
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0, drop_last=False,
+                          num_workers=workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
+                          persistent_workers=workers > 0, drop_last=False,
                           collate_fn=_as_batch if batched else None, generator=torch.Generator().manual_seed(seed))
 
     def train_dataloader(self):
