@@ -254,23 +254,25 @@ def _read_inputs(cfg: DictConfig) -> list[str]:
     return [str(base / x) if not Path(x).is_absolute() and (base / x).exists() else x for x in lines]
 
 
+def _to(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def predict(cfg: DictConfig) -> list[dict]:
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     task = load_task(cfg.ckpt_path, map_location=device)
     task.to(device)
     data_cls = get_class(task.hparams.data["_target_"])
+    collate = getattr(data_cls, "collate_inputs", lambda samples, info: torch.stack(samples))
     inputs = _read_inputs(cfg)
-    names = task.class_names
-    k = max(1, min(int(cfg.top_k), len(names)))
     results = []
     for i in range(0, len(inputs), cfg.batch_size):
         chunk = inputs[i:i + cfg.batch_size]
-        x = torch.stack([data_cls.read_input(item, task.data_info) for item in chunk]).to(device)
-        probs = task.predict_proba(x).cpu()
-        top_p, top_i = probs.topk(k, dim=-1)
-        for item, p, idx in zip(chunk, top_p.tolist(), top_i.tolist()):
-            result = {"input": item, "prediction": names[idx[0]], "probability": round(p[0], 6),
-                      "top_k": [[names[j], round(q, 6)] for j, q in zip(idx, p)]}
+        batch = collate([data_cls.read_input(item, task.data_info) for item in chunk], task.data_info)
+        for item, result in zip(chunk, task.predict_batch(_to(batch, device), top_k=int(cfg.top_k))):
+            result = {"input": item, **result}
             print(json.dumps(result, ensure_ascii=False), flush=True)
             results.append(result)
     return results

@@ -59,3 +59,47 @@ class ConfusionMatrixPlot(Callback):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure("test/confusion_matrix", fig, global_step=trainer.global_step)
         plt.close(fig)
+
+
+def attention_figure(examples: list[dict]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(examples)
+    cols = min(2, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 5 * rows), squeeze=False)
+    for ax, ex in zip(axes.flat, examples):
+        ax.imshow(ex["weights"], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(ex["source"])), ex["source"], rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(ex["hypothesis"])), ex["hypothesis"], fontsize=8)
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("attention of the greedy translation, test sentences")
+    fig.tight_layout()
+    return fig
+
+
+class AttentionPlot(Callback):
+    """At the end of testing, draws the task's `attention_examples` (if any) as attention.png."""
+
+    def __init__(self, dirpath: str, filename: str = "attention.png"):
+        self.path = Path(dirpath) / filename
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        examples = getattr(pl_module, "attention_examples", None)
+        if not examples or not trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = attention_figure(examples)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.path, dpi=110)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("test/attention", fig, global_step=trainer.global_step)
+        plt.close(fig)

@@ -87,3 +87,12 @@ class ClassificationTask(Task):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         self.eval()
         return torch.softmax(self(x).float(), dim=-1)
+
+    def predict_batch(self, x: torch.Tensor, top_k: int = 3) -> list[dict]:
+        """The label and probability of each input, with the top_k alternatives."""
+        probs = self.predict_proba(x).cpu()
+        k = max(1, min(top_k, len(self.class_names)))
+        top_p, top_i = probs.topk(k, dim=-1)
+        return [{"prediction": self.class_names[idx[0]], "probability": round(p[0], 6),
+                 "top_k": [[self.class_names[j], round(q, 6)] for j, q in zip(idx, p)]}
+                for p, idx in zip(top_p.tolist(), top_i.tolist())]

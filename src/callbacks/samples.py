@@ -1,0 +1,30 @@
+"""A few sample outputs per validation epoch, as a table: what the numbers mean, at a glance."""
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+
+class SamplesTable(Callback):
+    """Prints the task's `samples` (a list of dicts, e.g. source / reference / hypothesis) after each validation,
+    and adds them to TensorBoard as text. Tasks without `samples` are left alone."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        samples = getattr(pl_module, "samples", None)
+        if not samples or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        columns = list(samples[0])
+        table = Table(title=f"samples after epoch {trainer.current_epoch + 1}", title_justify="left", show_lines=True)
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for s in samples:
+            table.add_row(*(str(s[c]) for c in columns))
+        Console().print(table)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                md = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n" + "\n".join(
+                    "| " + " | ".join(str(s[c]).replace("|", "\\|") for c in columns) + " |" for s in samples)
+                logger.experiment.add_text("val/samples", md, global_step=trainer.global_step)

@@ -1,0 +1,142 @@
+"""Translation: a recurrent encoder-decoder trained by teacher forcing, scored by sacreBLEU, chrF and exact match."""
+from __future__ import annotations
+
+import math
+
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+
+from src.tasks.base import Task
+
+
+def _gather(items: list) -> list:
+    """Every rank's list, concatenated (all ranks get all), so corpus metrics see every sentence once."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, items)
+        return [x for part in parts for x in part]
+    return items
+
+
+def _decode(tok: Tokenizer, ids: list[int], eos_id: int) -> str:
+    if eos_id in ids:
+        ids = ids[:ids.index(eos_id)]
+    return tok.decode(ids, skip_special_tokens=True)
+
+
+class Translation(Task):
+    """data_info: src/tgt tokenizers (JSON), vocabulary sizes, pad/bos/eos ids.
+
+    Logged: train/loss; {val,test}/{loss,ppl,bleu,chrf,exact}. BLEU and chrF are sacreBLEU's corpus scores
+    (13a tokenisation, cased) of the detokenised hypotheses against the original reference lines, 0-100.
+    Validation decodes with val_beam_size (greedy by default, fast), test with beam_size.
+    """
+
+    def __init__(self, *args, label_smoothing: float = 0.1, teacher_forcing: float = 1.0, beam_size: int = 5,
+                 val_beam_size: int = 1, length_penalty: float = 1.0, max_decode_len: int = 200,
+                 num_samples: int = 5, num_attention_plots: int = 4, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label_smoothing, self.teacher_forcing = label_smoothing, teacher_forcing
+        self.beam_size, self.val_beam_size, self.length_penalty = beam_size, val_beam_size, length_penalty
+        self.max_decode_len, self.num_samples, self.num_attention_plots = max_decode_len, num_samples, num_attention_plots
+        self.src_tok = Tokenizer.from_str(self.data_info["src_tokenizer"])
+        self.tgt_tok = Tokenizer.from_str(self.data_info["tgt_tokenizer"])
+        self.pad_id, self.eos_id = self.data_info["pad_id"], self.data_info["eos_id"]
+        self._outputs: list = []
+        self._nll = [0.0, 0]
+        self.samples: list[dict] = []  # a few (source, reference, hypothesis) of the last validation
+        self.attention_examples: list[dict] = []  # for the attention plot at test time
+
+    def model_kwargs(self):
+        d = self.data_info
+        return {"src_vocab_size": d["src_vocab_size"], "tgt_vocab_size": d["tgt_vocab_size"], "pad_id": d["pad_id"],
+                "bos_id": d["bos_id"], "eos_id": d["eos_id"]}
+
+    # -- training --------------------------------------------------------------------------------------
+    def _logits(self, batch, teacher_forcing: float = 1.0):
+        return self.net(batch["src"], batch["src_len"], batch["tgt"][:, :-1], teacher_forcing)
+
+    def training_step(self, batch, batch_idx):
+        logits = self._logits(batch, self.teacher_forcing)
+        gold = batch["tgt"][:, 1:]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), gold.reshape(-1),
+                               ignore_index=self.pad_id, label_smoothing=self.label_smoothing)
+        if self.logging_step():
+            self.log("train/loss", loss, prog_bar=True, batch_size=gold.shape[0])
+        return loss
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def decode(self, src, src_len, beam_size: int):
+        max_len = min(self.max_decode_len, int(src_len.max()) * 2 + 10)
+        tokens, scores = self.net.beam_search(src, src_len, beam_size=beam_size, max_len=max_len,
+                                              length_penalty=self.length_penalty if beam_size > 1 else 0.0)
+        return [_decode(self.tgt_tok, t, self.eos_id) for t in tokens.tolist()], scores
+
+    def _eval_step(self, batch, beam_size: int):
+        gold = batch["tgt"][:, 1:]
+        logits = self._logits(batch)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), gold.reshape(-1),
+                              ignore_index=self.pad_id, reduction="sum")
+        self._nll[0] += float(nll)
+        self._nll[1] += int((gold != self.pad_id).sum())
+        hyps, _ = self.decode(batch["src"], batch["src_len"], beam_size)
+        self._outputs += list(zip(batch["src_text"], batch["ref"], hyps))
+
+    def _epoch_end(self, split: str) -> list:
+        outputs = _gather(self._outputs)
+        nll, ntok = (sum(x) for x in zip(*_gather([tuple(self._nll)])))
+        self._outputs, self._nll = [], [0.0, 0]
+        if not outputs:
+            return outputs
+        _, refs, hyps = zip(*outputs)
+        loss = nll / max(1, ntok)
+        self.log_dict({f"{split}/loss": loss, f"{split}/ppl": math.exp(min(loss, 50.0)),
+                       f"{split}/bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+                       f"{split}/chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+                       f"{split}/exact": sum(h == r for h, r in zip(hyps, refs)) / len(refs)},
+                      prog_bar=split == "val")
+        return outputs
+
+    def on_validation_epoch_start(self):
+        self._outputs, self._nll = [], [0.0, 0]
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_beam_size)
+
+    def on_validation_epoch_end(self):
+        outputs = self._epoch_end("val")
+        self.samples = [{"source": s, "reference": r, "hypothesis": h} for s, r, h in outputs[:self.num_samples]]
+
+    def on_test_epoch_start(self):
+        self._outputs, self._nll = [], [0.0, 0]
+        self.attention_examples = []
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.beam_size)
+        if len(self.attention_examples) < self.num_attention_plots:
+            self._keep_attention(batch)
+
+    def on_test_epoch_end(self):
+        self._epoch_end("test")
+
+    def _keep_attention(self, batch):
+        n = self.num_attention_plots - len(self.attention_examples)
+        src, src_len = batch["src"][:n], batch["src_len"][:n]
+        tokens, _, attn = self.net.greedy(src, src_len, max_len=min(self.max_decode_len, int(src_len.max()) * 2 + 10))
+        for i in range(src.shape[0]):
+            hyp = tokens[i].tolist()
+            hyp = hyp[:hyp.index(self.eos_id) + 1] if self.eos_id in hyp else hyp
+            s = src[i, :int(src_len[i])].tolist()
+            self.attention_examples.append({
+                "source": [self.src_tok.id_to_token(t) for t in s],
+                "hypothesis": [self.tgt_tok.id_to_token(t) for t in hyp],
+                "weights": attn[i, :len(hyp), :len(s)].float().cpu().numpy()})
+
+    # -- inference -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_batch(self, batch: dict, top_k: int = 1) -> list[dict]:
+        self.eval()
+        hyps, scores = self.decode(batch["src"], batch["src_len"], self.beam_size)
+        return [{"translation": h, "log_prob": round(float(s), 4)} for h, s in zip(hyps, scores)]
