@@ -113,13 +113,16 @@ class Seq2Seq(nn.Module):
         return memory, mask, state
 
     # -- one decoder step ------------------------------------------------------------------------------
-    def step(self, token: Tensor, feed: Tensor, state, keys: Tensor, memory: Tensor, mask: Tensor):
-        """token (B,), feed (B, D) the previous attentional vector -> logits (B, V), feed, state, weights (B, S)"""
-        x = torch.cat([self.dropout(self.tgt_emb(token)), feed], dim=-1)[:, None, :]
-        out, state = self.decoder(x, state)
+    def _advance(self, emb: Tensor, feed: Tensor, state, keys: Tensor, memory: Tensor, mask: Tensor):
+        """emb (B, E) of the previous token, feed (B, D) the previous attentional vector -> feed, state, weights"""
+        out, state = self.decoder(torch.cat([emb, feed], dim=-1)[:, None, :], state)
         query = out[:, 0]
         context, weights = self.attention(query, keys, memory, mask)
-        feed = torch.tanh(self.combine(torch.cat([query, context], dim=-1)))
+        return torch.tanh(self.combine(torch.cat([query, context], dim=-1))), state, weights
+
+    def step(self, token: Tensor, feed: Tensor, state, keys: Tensor, memory: Tensor, mask: Tensor):
+        """token (B,), feed (B, D) the previous attentional vector -> logits (B, V), feed, state, weights (B, S)"""
+        feed, state, weights = self._advance(self.dropout(self.tgt_emb(token)), feed, state, keys, memory, mask)
         return self.out(self.dropout(feed)), feed, state, weights
 
     def _start(self, src: Tensor, src_len: Tensor):
@@ -132,6 +135,12 @@ class Seq2Seq(nn.Module):
         """Logits (B, T, V) for predicting tgt_in shifted by one. With teacher_forcing < 1 each step feeds, for
         each sentence with that probability, the reference token, else the model's own previous guess."""
         memory, mask, state, feed, keys = self._start(src, src_len)
+        if teacher_forcing >= 1.0:  # embeddings and the output layer once for all steps
+            emb, feeds = self.dropout(self.tgt_emb(tgt_in)), []
+            for t in range(tgt_in.shape[1]):
+                feed, state, _ = self._advance(emb[:, t], feed, state, keys, memory, mask)
+                feeds.append(feed)
+            return self.out(self.dropout(torch.stack(feeds, dim=1)))
         logits, token = [], tgt_in[:, 0]
         for t in range(tgt_in.shape[1]):
             if t > 0:
