@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from src.checks import CONF_DIR
 
-REQUIRED = {"image_folder": ["data.path=/tmp/images"]}
+REQUIRED = {"image_folder": ["data.path=/tmp/images"], "parallel_text": ["data.path=/tmp/pairs.tsv"]}
 
 
 def options(group):
@@ -27,11 +27,22 @@ def test_every_option_composes_and_resolves(compose_train, group, option):
     OmegaConf.resolve(resolved)
 
 
-@pytest.mark.parametrize("option", options("model"))
-def test_every_model_builds(compose_train, option):
+IMAGE_MODELS = [o for o in options("model") if not o.startswith("seq2seq")]
+
+
+@pytest.mark.parametrize("option", IMAGE_MODELS)
+def test_every_image_model_builds(compose_train, option):
     cfg = compose_train(f"model={option}")
     net = instantiate(cfg.model, in_channels=3, num_classes=10)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("option", [o for o in options("model") if o.startswith("seq2seq")])
+def test_every_translation_model_builds(compose_train, option):
+    cfg = compose_train("task=translation", f"model={option}")
+    net = instantiate(cfg.model, src_vocab_size=30, tgt_vocab_size=40)
+    src, src_len = torch.randint(3, 30, (2, 5)), torch.tensor([5, 3])
+    assert net(src, src_len, torch.randint(3, 40, (2, 4))).shape == (2, 4, 40)
 
 
 @pytest.mark.parametrize("option", options("data"))

@@ -11,7 +11,7 @@ class SamplesTable(Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module):
         samples = getattr(pl_module, "samples", None)
-        if not samples or trainer.sanity_checking or not trainer.is_global_zero:
+        if not samples or trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
             return
         from rich.console import Console
         from rich.table import Table

@@ -1,0 +1,182 @@
+"""Text helpers for translation: BPE tokenizers, reading aligned text files, a length-bucketed batch
+sampler, and padding collate.
+
+A sentence's length varies tenfold, so random batches are mostly padding; the sampler groups similar
+lengths (inside random chunks, so that an epoch is still a random order) and shuffles the batches.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler
+
+from src.errors import UserError
+
+PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # their ids are their positions
+
+
+# -- tokenizers ----------------------------------------------------------------------------------------
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+    """A BPE tokenizer learnt from `texts`: NFC normalisation, words marked by a leading "▁" (Metaspace) so
+    that decoding restores the spaces exactly, and the four special tokens at ids 0-3."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [PAD_ID, BOS_ID, EOS_ID, UNK_ID]
+    return tok
+
+
+@functools.lru_cache(maxsize=8)
+def tokenizer_from_str(s: str):
+    """Tokenizer.from_str, cached: predict.py rebuilds the tokenizer from the checkpoint for every input."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(s)
+
+
+def encode(tok, text: str) -> list[int]:
+    """Subword ids of `text`, no special tokens added."""
+    return tok.encode(text, add_special_tokens=False).ids
+
+
+def decode(tok, ids) -> str:
+    """Text of `ids` up to the first EOS, special ids dropped."""
+    ids = [int(i) for i in ids]
+    if EOS_ID in ids:
+        ids = ids[:ids.index(EOS_ID)]
+    return tok.decode([i for i in ids if i >= len(SPECIAL_TOKENS)], skip_special_tokens=True)
+
+
+# -- files ----------------------------------------------------------------------------------------------
+def read_lines(path: Path, fix: str = "") -> list[str]:
+    """The lines of a (gzipped) UTF-8 text file, without their line ends and otherwise untouched; `fix` ends
+    the error message of an unreadable file.
+
+    Split on "\\n" only: str.splitlines() would also split at the rare U+2028 or U+0085 inside a sentence
+    and misalign two languages."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")  # a byte-order mark is not text
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path} is corrupt or truncated ({e}). {fix}".rstrip()) from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e}). {fix}".rstrip()) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+# -- batching ------------------------------------------------------------------------------------------
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    if num_replicas is not None:
+        return num_replicas, rank or 0
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class BucketBatchSampler(BatchSampler):
+    """Batches of indices with similar lengths: the examples are shuffled, cut into chunks of
+    batch_size * bucket_factor, sorted by length inside each chunk and cut into batches, and the batches are
+    shuffled. The order depends only on (seed, epoch), so a resumed run sees what an uninterrupted one saw.
+
+    shuffle=False (val/test): batches in order of decreasing length (the largest first, so that running
+    out of memory shows at once), deterministic.
+
+    Under torch.distributed each rank takes every world_size-th batch. Training drops the few batches that
+    do not divide evenly (a different few each epoch); val/test re-cut the sorted examples into a multiple
+    of world_size batches (each at most batch_size), so every example is evaluated exactly once and every
+    rank runs the same number of steps.
+
+    `sampler` is accepted and ignored: Lightning, under DDP, re-creates a batch sampler with a distributed
+    sampler injected; this one splits the batches between ranks itself. `num_replicas`/`rank` override what
+    torch.distributed says (for tests). Lightning calls set_epoch on `batch_sampler.sampler`, hence
+    `self.sampler = self`.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, shuffle: bool = True,
+                 bucket_factor: int = 50, sampler=None, num_replicas: int | None = None, rank: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} should be a positive integer")
+        if bucket_factor < 1:
+            raise ValueError(f"bucket_factor={bucket_factor} should be a positive integer")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.seed, self.shuffle, self.bucket_factor = batch_size, seed, shuffle, bucket_factor
+        self.num_replicas, self.rank = num_replicas, rank
+        self.drop_last = False
+        self.epoch = 0
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self, world: int) -> list[np.ndarray]:
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            if world == 1:
+                return [order[i:i + bs] for i in range(0, n, bs)]
+            k = math.ceil(n / (bs * world)) * world
+            return [b for b in np.array_split(order, k) if len(b)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(n)
+        chunk = bs * self.bucket_factor
+        batches = []
+        for start in range(0, n, chunk):
+            part = perm[start:start + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[i:i + bs] for i in range(0, len(part), bs)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        world, rank = _world(self.num_replicas, self.rank)
+        batches = self._all_batches(world)
+        if world > 1:
+            if self.shuffle:
+                batches = batches[:len(batches) // world * world]
+            batches = batches[rank::world]
+        for b in batches:
+            yield b.tolist()
+
+    def __len__(self) -> int:
+        world, rank = _world(self.num_replicas, self.rank)
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            if world == 1:
+                return math.ceil(n / bs)
+            k = min(math.ceil(n / (bs * world)) * world, n)  # empty pieces are dropped
+            return len(range(rank, k, world))
+        chunk = bs * self.bucket_factor
+        total = (n // chunk) * math.ceil(chunk / bs) + math.ceil((n % chunk) / bs)
+        return total // world
+
+
+def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(s) for s in seqs), default=0)
+    out = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long).view(len(seqs), width)
+    return out, torch.tensor([len(s) for s in seqs], dtype=torch.long)
+
+
+def collate_pairs(examples: list[dict], pad_id: int = PAD_ID) -> dict:
+    """[{"src", "tgt", "src_text", "ref"}] -> {"src" (B, S), "src_len" (B,), "tgt" (B, T), "tgt_len" (B,),
+    "src_text", "ref"}; ids padded with pad_id, texts kept as lists of strings (ref untouched, for sacreBLEU)."""
+    src, src_len = _pad([e["src"] for e in examples], pad_id)
+    tgt, tgt_len = _pad([e["tgt"] for e in examples], pad_id)
+    return {"src": src, "src_len": src_len, "tgt": tgt, "tgt_len": tgt_len,
+            "src_text": [e["src_text"] for e in examples], "ref": [e["ref"] for e in examples]}

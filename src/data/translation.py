@@ -1,0 +1,193 @@
+"""What the translation data modules share: BPE tokenizers learnt on the training split (cached as JSON),
+every pair encoded once, length-bucketed batches, and the tokenizers handed to the task through `info`.
+
+A subclass only says where the raw (source, target) text pairs come from: `read_splits()`, and
+`prepare_files()` when files must be downloaded or checked first.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, _pad, collate_pairs, encode,
+                           tokenizer_from_str, train_bpe)
+from src.errors import UserError
+
+SPLITS = ("train", "val", "test")
+_CACHE_FORMAT = 1  # bump when train_bpe changes in a way that changes its output
+
+
+class TranslationDataModule(L.LightningDataModule):
+    """Base for translation data. `vocab_size` is per side, or the joint size with `shared_vocab`;
+    `max_len` drops training pairs with more subword tokens on either side (val and test are kept whole)."""
+
+    name = "translation"  # prefix of the cached tokenizers' file names
+
+    def __init__(self, src_lang: str = "en", tgt_lang: str = "de", vocab_size: int = 500, shared_vocab: bool = False,
+                 batch_size: int = 64, num_workers: int = 0, max_len: int = 100, data_dir: str = "data",
+                 download: bool = True, min_frequency: int = 2, cache_dir: str | None = None):
+        super().__init__()
+        if src_lang == tgt_lang:
+            raise ValueError(f"data.src_lang and data.tgt_lang are both {src_lang!r}: choose two languages")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
+        if vocab_size <= 4:
+            raise ValueError(f"data.vocab_size={vocab_size} should be well above the 4 special tokens (e.g. 500)")
+        if max_len < 1:
+            raise ValueError(f"data.max_len={max_len} should be a positive number of subword tokens")
+        if min_frequency < 1:
+            raise ValueError(f"data.min_frequency={min_frequency} should be a positive integer")
+        self.src_lang, self.tgt_lang = str(src_lang), str(tgt_lang)
+        self.vocab_size, self.shared_vocab, self.min_frequency = int(vocab_size), bool(shared_vocab), int(min_frequency)
+        self.batch_size, self.num_workers, self.max_len = int(batch_size), int(num_workers), int(max_len)
+        self.data_dir, self.download = Path(data_dir), bool(download)
+        # derived files (tokenizers) go here, not into data_dir, which may be a read-only shared copy
+        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
+        self.src_tok = self.tgt_tok = None
+        self.train_set = self.val_set = self.test_set = None
+        self._splits: dict | None = None
+        self._lengths: dict[str, list[int]] = {}
+        self._uncached: dict = {}  # side -> tokenizer that could not be written to cache_dir
+
+    # subclasses -------------------------------------------------------------------------------------
+    def prepare_files(self) -> None:
+        """Download or check the raw files (called before read_splits); nothing by default."""
+
+    def read_splits(self) -> dict[str, list[tuple[str, str]]]:
+        """{"train": [(source, target), ...], "val": [...], "test": [...]}, raw text."""
+        raise NotImplementedError
+
+    # tokenizers -------------------------------------------------------------------------------------
+    def splits(self) -> dict[str, list[tuple[str, str]]]:
+        """read_splits(), once per instance (prepare_data and setup both need it)."""
+        if self._splits is None:
+            self.prepare_files()
+            splits = self.read_splits()
+            for split in SPLITS:
+                if not splits.get(split):
+                    raise UserError(f"{type(self).__name__}: the {split} split is empty.")
+            self._splits = splits
+        return self._splits
+
+    def _tokenizer_plan(self) -> dict[str, tuple[Path, list[str]]]:
+        """side ("src", "tgt" or "joint") -> (cache file, training texts). The file name holds a hash of all
+        that determines the tokenizer: the texts, vocab_size, min_frequency and the tokenizers version."""
+        import tokenizers
+
+        train = self.splits()["train"]
+        src, tgt = [s for s, _ in train], [t for _, t in train]
+        sides = ({"joint": (f"{self.src_lang}+{self.tgt_lang}", src + tgt)} if self.shared_vocab
+                 else {"src": (self.src_lang, src), "tgt": (self.tgt_lang, tgt)})
+        plan = {}
+        for side, (label, texts) in sides.items():
+            h = hashlib.sha256(json.dumps([_CACHE_FORMAT, tokenizers.__version__, self.vocab_size,
+                                           self.min_frequency, label]).encode())
+            for t in texts:
+                h.update(t.encode("utf-8") + b"\n")
+            plan[side] = (self.cache_dir / "tokenizers" / f"{self.name}-{label}-{h.hexdigest()[:12]}.json", texts)
+        return plan
+
+    # Lightning hooks --------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Files, then tokenizers learnt on the training split and cached (atomically: a crash or a second
+        process never leaves half a file). Cheap when the cache is there."""
+        for side, (path, texts) in self._tokenizer_plan().items():
+            if path.is_file() or side in self._uncached:
+                continue
+            tok = train_bpe(texts, self.vocab_size, self.min_frequency)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+            except OSError as e:  # a read-only data folder (a shared copy of the data sets) still works
+                print(f"note: cannot cache the tokenizer in {path.parent} ({e.strerror}); it is learnt again at "
+                      f"each start", flush=True)
+                self._uncached[side] = tok
+                continue
+            os.close(fd)
+            try:
+                tok.save(tmp)
+                os.chmod(tmp, 0o644)  # mkstemp makes it private
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from tokenizers import Tokenizer
+
+        plan = self._tokenizer_plan()
+        if not all(path.is_file() or side in self._uncached for side, (path, _) in plan.items()):
+            self.prepare_data()
+        toks = {side: self._uncached.get(side) or Tokenizer.from_file(str(path)) for side, (path, _) in plan.items()}
+        self.src_tok = toks.get("src", toks.get("joint"))
+        self.tgt_tok = toks.get("tgt", toks.get("joint"))
+        for split, pairs in self.splits().items():
+            if split not in SPLITS:
+                continue
+            srcs, tgts = [s for s, _ in pairs], [t for _, t in pairs]
+            src_ids = [e.ids for e in self.src_tok.encode_batch(srcs, add_special_tokens=False)]
+            tgt_ids = [e.ids for e in self.tgt_tok.encode_batch(tgts, add_special_tokens=False)]
+            examples = [{"src": s + [EOS_ID], "tgt": [BOS_ID] + t + [EOS_ID], "src_text": st, "ref": tt}
+                        for s, t, st, tt in zip(src_ids, tgt_ids, srcs, tgts)
+                        if split != "train" or (len(s) <= self.max_len and len(t) <= self.max_len)]
+            if not examples:
+                raise UserError(f"{type(self).__name__}: every training pair has more than data.max_len="
+                                f"{self.max_len} subword tokens on one side; raise data.max_len.")
+            setattr(self, f"{split}_set", examples)
+            self._lengths[split] = [len(e["src"]) + len(e["tgt"]) for e in examples]
+
+    @property
+    def info(self) -> dict:
+        """What the task needs to build its model and read its outputs; stored in the checkpoint."""
+        self.setup()
+        return {"src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
+                "src_tokenizer": self.src_tok.to_str(), "tgt_tokenizer": self.tgt_tok.to_str(),
+                "src_vocab_size": self.src_tok.get_vocab_size(), "tgt_vocab_size": self.tgt_tok.get_vocab_size(),
+                "shared_vocab": self.shared_vocab, "pad_id": PAD_ID, "bos_id": BOS_ID, "eos_id": EOS_ID,
+                "unk_id": UNK_ID}
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = BucketBatchSampler(self._lengths[split], self.batch_size, seed=seed, shuffle=train)
+        if self.num_workers > 0:
+            # the tokenizers were used with threads before the fork; the workers never tokenise
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # the loader's own generator: starting an epoch then draws nothing from the global generator, which
+        # EpochReseed resets at each epoch start
+        return DataLoader(getattr(self, f"{split}_set"), batch_sampler=sampler, collate_fn=collate_pairs,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """The tensors to the device; the texts stay lists of strings."""
+        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # inference -------------------------------------------------------------------------------------
+    @staticmethod
+    def read_input(raw: str, info: dict) -> dict:
+        """One source sentence -> {"src": ids ending with EOS, "src_text": raw}, with the checkpoint's tokenizer."""
+        tok = tokenizer_from_str(info["src_tokenizer"])
+        return {"src": encode(tok, raw.strip()) + [info["eos_id"]], "src_text": raw}
+
+    @staticmethod
+    def collate_inputs(samples: list[dict], info: dict) -> dict:
+        """read_input() results -> {"src" (B, S), "src_len" (B,), "src_text"}, as collate_pairs pads them."""
+        src, src_len = _pad([s["src"] for s in samples], info["pad_id"])
+        return {"src": src, "src_len": src_len, "src_text": [s["src_text"] for s in samples]}

@@ -1,0 +1,50 @@
+"""The translation task end to end on generated number phrases: it learns, and eval and predict use its checkpoint."""
+import json
+
+import pytest
+
+from src import pipeline
+from tests.helpers import QUICK, run_script
+
+TINY = ["task=translation", "data.train_size=3000", "data.val_size=100", "data.test_size=100", "data.kinds=[number]",
+        "data.max_number=100000", "model.emb_dim=64", "model.hidden=64", "trainer.max_epochs=6", "optimizer.lr=5e-3",
+        "task.beam_size=3"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("translation")
+    run_script("train.py", *QUICK, *TINY, f"hydra.run.dir={run_dir}", f"paths.cache_dir={run_dir / 'cache'}")
+    return run_dir
+
+
+def test_learns_numbers_and_writes_its_outputs(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"test/bleu", "test/chrf", "test/exact", "test/ppl", "val/chrf"} <= metrics.keys()
+    assert metrics["test/chrf"] > 55 and metrics["test/exact"] > 0.1  # an untrained model: chrF ~5, exact 0
+    assert (trained / "attention.png").is_file()
+    assert list((trained / "cache" / "tokenizers").glob("*.json"))  # derived files in the cache, not data_dir
+
+
+def test_eval_repeats_the_test_metrics(trained, tmp_path):
+    ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
+    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    original = json.loads((trained / "metrics.json").read_text())
+    assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
+
+
+def test_predict_translates_text_and_files_of_lines(trained, tmp_path):
+    ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
+    one = run_script("predict.py", f"ckpt_path={ckpt}", "input=three hundred and forty-two")
+    line = json.loads(one.stdout.strip().splitlines()[-1])
+    assert line["input"] == "three hundred and forty-two" and isinstance(line["translation"], str)
+    (tmp_path / "lines.txt").write_text("seven\ntwelve\nninety-nine\n")
+    many = run_script("predict.py", f"ckpt_path={ckpt}", f"inputs={tmp_path / 'lines.txt'}")
+    assert [json.loads(x)["input"] for x in many.stdout.strip().splitlines()] == ["seven", "twelve", "ninety-nine"]
+
+
+def test_an_image_checkpoint_is_refused_by_the_translation_task(trained, tmp_path, compose_train):
+    ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
+    proc = run_script("train.py", *QUICK, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 2 and "task=translation" in proc.stderr
