@@ -21,6 +21,22 @@ def batch(n=16, seed=0, min_len=2, max_len=7):
     return src, lens + 1, tgt
 
 
+def bleu(net) -> float:
+    """Corpus BLEU (sacreBLEU) of beam-search reversals of held-out sequences, tokens written as words."""
+    import sacrebleu
+
+    src, src_len, tgt = batch(n=64, seed=999)
+    tokens, _ = net.beam_search(src, src_len, beam_size=3, max_len=12)
+    words = lambda ids: " ".join(f"w{t}" for t in ids if t > EOS)  # noqa: E731
+
+    def upto_eos(ids):
+        return ids[:ids.index(EOS)] if EOS in ids else ids
+
+    hyps = [words(upto_eos(t)) for t in tokens.tolist()]
+    refs = [words(upto_eos(t[1:])) for t in tgt.tolist()]
+    return sacrebleu.corpus_bleu(hyps, [refs]).score
+
+
 def model(cell="gru", attention="general", **kw):
     torch.manual_seed(0)
     return Seq2Seq(V, V, cell=cell, attention=attention, emb_dim=32, hidden=32, dropout=0.0, **kw).eval()
@@ -80,6 +96,8 @@ def test_padding_is_never_attended_and_changes_nothing(attention):
 def test_learns_to_reverse(cell, attention):
     torch.manual_seed(0)
     net = Seq2Seq(V, V, cell=cell, attention=attention, emb_dim=32, hidden=48, dropout=0.0)
+    bleu_before = bleu(net.eval())
+    net.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
     for step in range(150):
@@ -96,6 +114,7 @@ def test_learns_to_reverse(cell, attention):
     tokens, _ = net.beam_search(src, src_len, beam_size=3, max_len=12)
     exact = [tokens[i, :int(src_len[i])].tolist() == tgt[i, 1:int(src_len[i]) + 1].tolist() for i in range(64)]
     assert sum(exact) / 64 > 0.5
+    assert bleu(net) > bleu_before + 40
     # a trained model finishes its sentences: beam scores are still the teacher-forced log-probabilities
     tokens, scores = net.beam_search(src, src_len, beam_size=3, max_len=12, length_penalty=1.0)
     assert (tokens == EOS).any(1).float().mean() > 0.9

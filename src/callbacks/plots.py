@@ -7,6 +7,18 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 
+def save_figure(fig, path: Path, trainer, tag: str, dpi: int = 120) -> None:
+    """A figure to a PNG in the run directory and, with logger=tensorboard, to TensorBoard; then closed."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(tag, fig, global_step=trainer.global_step)
+    plt.close(fig)
+
+
 def confusion_figure(matrix, class_names: list[str], title: str):
     import matplotlib
 
@@ -49,16 +61,9 @@ class ConfusionMatrixPlot(Callback):
         matrix = confusion.compute().cpu().numpy()  # synced across ranks; every rank must call compute
         if not trainer.is_global_zero:
             return
-        import matplotlib.pyplot as plt
-
         acc = matrix.trace() / max(1, matrix.sum())
         fig = confusion_figure(matrix, pl_module.class_names, f"test confusion matrix (accuracy {acc:.4f})")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.path, dpi=120)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("test/confusion_matrix", fig, global_step=trainer.global_step)
-        plt.close(fig)
+        save_figure(fig, self.path, trainer, "test/confusion_matrix", dpi=120)
 
 
 def attention_figure(examples: list[dict]):
@@ -94,12 +99,4 @@ class AttentionPlot(Callback):
         examples = getattr(pl_module, "attention_examples", None)
         if not examples or not trainer.is_global_zero:
             return
-        import matplotlib.pyplot as plt
-
-        fig = attention_figure(examples)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.path, dpi=110)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("test/attention", fig, global_step=trainer.global_step)
-        plt.close(fig)
+        save_figure(attention_figure(examples), self.path, trainer, "test/attention", dpi=110)
