@@ -23,6 +23,8 @@ def test_learns_numbers_and_writes_its_outputs(trained):
     assert {"test/bleu", "test/chrf", "test/exact", "test/ppl", "val/chrf"} <= metrics.keys()
     assert metrics["test/chrf"] > 55 and metrics["test/exact"] > 0.1  # an untrained model: chrF ~5, exact 0
     assert (trained / "attention.png").is_file()
+    header = (trained / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/tgt_tokens_per_s" in header and "val/bleu" in header
     assert list((trained / "cache" / "tokenizers").glob("*.json"))  # derived files in the cache, not data_dir
 
 

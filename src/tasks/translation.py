@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import sacrebleu
 import torch
@@ -65,7 +66,28 @@ class Translation(Task):
                                ignore_index=self.pad_id, label_smoothing=self.label_smoothing)
         if self.logging_step():
             self.log("train/loss", loss, prog_bar=True, batch_size=gold.shape[0])
+        self._tgt_tokens += (gold != self.pad_id).sum()
         return loss
+
+    # -- throughput: target tokens per second of training (validation excluded), one sync per epoch ------
+    def _sync_time(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self):
+        self._tgt_tokens = torch.zeros((), dtype=torch.long, device=self.device)
+        self._train_time = [self._sync_time(), None]
+
+    def on_validation_start(self):
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and hasattr(self, "_train_time"):
+            self._train_time[1] = self._train_time[1] or self._sync_time()
+
+    def on_train_epoch_end(self):
+        start, end = self._train_time
+        seconds = (end or self._sync_time()) - start
+        # summed over ranks: the throughput of the whole job
+        self.log("train/tgt_tokens_per_s", int(self._tgt_tokens) / max(seconds, 1e-9), reduce_fx="sum", sync_dist=True)
 
     # -- evaluation ------------------------------------------------------------------------------------
     def decode(self, src, src_len, beam_size: int):
