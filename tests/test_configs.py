@@ -1,5 +1,4 @@
 """Every config in conf/ composes, and every model, data, optimizer and scheduler config builds."""
-from pathlib import Path
 
 import pytest
 import torch

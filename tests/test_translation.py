@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from src import pipeline
 from tests.helpers import QUICK, run_script
 
 TINY = ["task=translation", "data.train_size=3000", "data.val_size=100", "data.test_size=100", "data.kinds=[number]",

@@ -8,7 +8,6 @@ import torch
 from tokenizers import Tokenizer
 
 from src.data import numbers as numbers_mod
-from src.data import text as text_mod
 from src.data.multi30k import Multi30kDataModule
 from src.data.numbers import (NumbersDataModule, cardinal, generate_pairs, say_date, say_quantity, say_time)
 from src.data.parallel_text import ParallelTextDataModule

@@ -7,7 +7,6 @@ packed sequences in the encoder, -inf attention scores on padded source position
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
