@@ -45,7 +45,7 @@ def test_predict_translates_text_and_files_of_lines(trained, tmp_path):
     assert [json.loads(x)["input"] for x in many.stdout.strip().splitlines()] == ["seven", "twelve", "ninety-nine"]
 
 
-def test_an_image_checkpoint_is_refused_by_the_translation_task(trained, tmp_path, compose_train):
+def test_a_translation_checkpoint_is_refused_by_the_image_task(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
     proc = run_script("train.py", *QUICK, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode == 2 and "task=translation" in proc.stderr
