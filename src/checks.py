@@ -24,6 +24,11 @@ _LOGGER_PACKAGES = {
     "CometLogger": ("comet_ml", "comet-ml"),
     "NeptuneLogger": ("neptune", "neptune"),
 }
+# Lightning options that take several types (precision=32 or "bf16-mixed", devices=1, "auto" or [0, 1]):
+# their values are checked by check_trainer or by Lightning, not by the type of their default
+_SEVERAL_TYPES = {"trainer.precision", "trainer.devices", "trainer.val_check_interval", "trainer.max_time",
+                  "trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches",
+                  "trainer.overfit_batches", "trainer.fast_dev_run", "trainer.strategy", "trainer.profiler"}
 _PRECISIONS = {"32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed", "16-true", "bf16-true", "64", "64-true",
                "transformer-engine", "transformer-engine-float16"}
 
@@ -82,6 +87,8 @@ def check_types(cfg: DictConfig, config_name: str) -> None:
     base = compose(config_name=config_name, overrides=groups)
     for o in values:
         key = o.key_or_group
+        if key in _SEVERAL_TYPES:
+            continue
         default = OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False)
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if default is None or isinstance(default, str):

@@ -83,11 +83,6 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     return _build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
 
-def is_rank_zero() -> bool:
-    """True in the process that launched the run (before Lightning has started the other ranks, too)."""
-    return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "RANK"))
-
-
 def _git() -> dict:
     root = Path(__file__).resolve().parent.parent
     try:
@@ -161,15 +156,15 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:  # before any data is read: a checkpoint of another task is refused at once
+        read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
     datamodule = _build(cfg.data, "data")
     datamodule.prepare_data()  # downloads or names what is missing, before any model is built
     try:
         data_info = datamodule.info
     except ValueError as e:
         raise UserError(f"data: {e}") from None
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
-        read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
     task = build_task(cfg, data_info)
     if ckpt_path and (run_dir / "csv").exists():
         # resuming in the same run directory: new log versions beside the old (Lightning's CSV logger would
@@ -183,7 +178,7 @@ def train(cfg: DictConfig) -> float | None:
     info = {"command": [sys.executable, *sys.argv], "cwd": os.getcwd(), "git": _git(), "seed": cfg.seed,
             "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__,
             "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed_from": ckpt_path}
-    if is_rank_zero():
+    if trainer.is_global_zero:
         write_json(run_dir / "run.json", info)
         if ckpt_path:
             print(f"resuming from {ckpt_path}", flush=True)
@@ -191,6 +186,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("train", True):
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not cfg.get("train", True):
+        best = ckpt_path or ""  # train=false: evaluate the checkpoint given, not fresh weights
     metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False))
     if cfg.get("test", True):
         metrics.update(_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)))

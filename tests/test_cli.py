@@ -100,3 +100,9 @@ def test_accelerator_that_is_not_there(tmp_path):
         pytest.skip("a GPU is here")
     _fails(run_script("train.py", "trainer=gpu", "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}",
                       check=False), "trainer:")
+
+
+def test_options_of_several_types_are_accepted(tmp_path):
+    """precision and devices take strings as well as numbers: the type check must not refuse them."""
+    run_script("train.py", *QUICK, "trainer.precision=bf16-mixed", "trainer.devices=auto", "debug=fdr",
+               f"hydra.run.dir={tmp_path}")

@@ -32,7 +32,9 @@ class GradientHealth(Callback):
     def setup(self, trainer, pl_module, stage):
         self.log_every = self.log_every or trainer.log_every_n_steps
         if self.check_every is None:
-            self.check_every = 1 if pl_module.device.type == "cpu" else max(1, trainer.log_every_n_steps)
+            # the module is not on its device yet when setup runs: ask the strategy where it will be
+            on_cpu = trainer.strategy.root_device.type == "cpu"
+            self.check_every = 1 if on_cpu else max(1, trainer.log_every_n_steps)
         self._layer_of = {}
         for module_name, module in pl_module.named_modules():
             for p_name, _ in module.named_parameters(recurse=False):
