@@ -66,11 +66,12 @@ class ImageFiles(Dataset):
 
 class ImageFolderDataModule(ImageDataModule):
     def __init__(self, path: str, data_dir: str = "data", test_fraction: float = 0.1, image_size=None,
-                 color: str = "rgb", in_memory: str | bool = "auto", **kwargs):
+                 color: str = "rgb", in_memory: str | bool = "auto", cache_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if color not in ("rgb", "grey", "gray"):
             raise ValueError(f"data.color={color} should be rgb or grey")
         self.path, self.data_dir = Path(path), Path(data_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"  # decoded images
         self.test_fraction, self.in_memory = test_fraction, in_memory
         self.mode = "RGB" if color == "rgb" else "L"
         self.image_size = [image_size, image_size] if isinstance(image_size, int) else image_size
@@ -137,8 +138,9 @@ class ImageFolderDataModule(ImageDataModule):
     def _decode_all(self, ds: ImageFiles, split: str) -> TensorImages:
         """Decode every image once (cached next to the images), so epochs read memory, not JPEGs."""
         h, w = self.image_size
-        key = hashlib.md5("\n".join(f"{p}:{p.stat().st_size}:{y}" for p, y in zip(ds.files, ds.labels)).encode())
-        cache = self.data_dir / "cache" / f"{self.root.name}-{split}-{h}x{w}-{self.mode}-{key.hexdigest()[:12]}.pt"
+        key = hashlib.md5("\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}:{y}"
+                                    for p, y in zip(ds.files, ds.labels)).encode())
+        cache = self.cache_dir / f"{self.root.name}-{split}-{h}x{w}-{self.mode}-{key.hexdigest()[:12]}.pt"
         if cache.is_file():
             images, labels = torch.load(cache, weights_only=True)
             return TensorImages(images, labels)
