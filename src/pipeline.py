@@ -197,7 +197,7 @@ def train(cfg: DictConfig) -> float | None:
         info.update({"best_checkpoint": best or None, "epochs": trainer.current_epoch,
                      "steps": trainer.global_step, "wall_s": round(time.time() - start, 1)})
         write_json(run_dir / "run.json", info)
-        shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
+        shown = {k: v for k, v in metrics.items() if not k.startswith("val/")} or metrics  # test/, real/, ...
         print_metrics("test metrics" if cfg.get("test", True) else "validation metrics", shown, run_dir)
     value = metrics.get(cfg.task.monitor)
     return None if value is None or math.isnan(value) else value

@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 
 from src.checks import CONF_DIR
 
-REQUIRED = {"image_folder": ["data.path=/tmp/images"], "parallel_text": ["data.path=/tmp/pairs.tsv"]}
+REQUIRED = {"image_folder": ["data.path=/tmp/images"], "parallel_text": ["data.path=/tmp/pairs.tsv"],
+            "audio_folder": ["data.path=/tmp/audio"]}
 
 
 def options(group):
@@ -26,7 +27,8 @@ def test_every_option_composes_and_resolves(compose_train, group, option):
     OmegaConf.resolve(resolved)
 
 
-IMAGE_MODELS = [o for o in options("model") if not o.startswith("seq2seq")]
+SPEECH_MODELS = ["speech_resnet", "crnn"]
+IMAGE_MODELS = [o for o in options("model") if not o.startswith("seq2seq") and o not in SPEECH_MODELS]
 
 
 @pytest.mark.parametrize("option", IMAGE_MODELS)
@@ -42,6 +44,13 @@ def test_every_translation_model_builds(compose_train, option):
     net = instantiate(cfg.model, src_vocab_size=30, tgt_vocab_size=40)
     src, src_len = torch.randint(3, 30, (2, 5)), torch.tensor([5, 3])
     assert net(src, src_len, torch.randint(3, 40, (2, 4))).shape == (2, 4, 40)
+
+
+@pytest.mark.parametrize("option", SPEECH_MODELS)
+def test_every_speech_model_builds(compose_train, option):
+    cfg = compose_train("task=speech", f"model={option}")
+    net = instantiate(cfg.model, in_features=40, num_classes=12)
+    assert net(torch.randn(2, 1, 40, 101)).shape == (2, 12)
 
 
 @pytest.mark.parametrize("option", options("data"))

@@ -59,11 +59,15 @@ class ConfusionMatrixPlot(Callback):
         if confusion is None:
             return
         matrix = confusion.compute().cpu().numpy()  # synced across ranks; every rank must call compute
+        # more test sets (speech: real/ recordings) get their own plot: real_confusion_matrix.png
+        extra = {name: m.compute().cpu().numpy() for name, m in getattr(pl_module, "extra_confusion", {}).items()}
         if not trainer.is_global_zero:
             return
-        acc = matrix.trace() / max(1, matrix.sum())
-        fig = confusion_figure(matrix, pl_module.class_names, f"test confusion matrix (accuracy {acc:.4f})")
-        save_figure(fig, self.path, trainer, "test/confusion_matrix", dpi=120)
+        for name, matrix in {"test": matrix, **extra}.items():
+            acc = matrix.trace() / max(1, matrix.sum())
+            fig = confusion_figure(matrix, pl_module.class_names, f"{name} confusion matrix (accuracy {acc:.4f})")
+            path = self.path if name == "test" else self.path.with_name(f"{name}_{self.path.name}")
+            save_figure(fig, path, trainer, f"{name}/confusion_matrix", dpi=120)
 
 
 def attention_figure(examples: list[dict]):
@@ -100,3 +104,40 @@ class AttentionPlot(Callback):
         if not examples or not trainer.is_global_zero:
             return
         save_figure(attention_figure(examples), self.path, trainer, "test/attention", dpi=110)
+
+
+def spectrogram_figure(examples: list[dict]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(examples)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax, ex in zip(axes.flat, examples):
+        ax.imshow(ex["features"], origin="lower", aspect="auto", cmap="magma")
+        right = ex["predicted"] == ex["true"]
+        ax.set_title(f"true {ex['true']}, predicted {ex['predicted']} ({ex['probability']:.2f})", fontsize=9,
+                     color="black" if right else "red")
+        ax.set_xlabel("frame")
+        ax.set_ylabel("feature")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("features of test clips (normalised), with the model's predictions")
+    fig.tight_layout()
+    return fig
+
+
+class SpectrogramPlot(Callback):
+    """At the end of testing, draws the task's `spectrogram_examples` (speech) as spectrograms.png."""
+
+    def __init__(self, dirpath: str, filename: str = "spectrograms.png"):
+        self.path = Path(dirpath) / filename
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        examples = getattr(pl_module, "spectrogram_examples", None)
+        if not examples or not trainer.is_global_zero:
+            return
+        save_figure(spectrogram_figure(examples), self.path, trainer, "test/spectrograms", dpi=110)

@@ -68,9 +68,10 @@ class ClassificationTask(Task):
     def _evaluate(self, batch, split: str, metrics: MetricCollection):
         y = batch[-1]
         logits = self(self.inputs(batch))
-        self.log(f"{split}/loss", F.cross_entropy(logits, y), batch_size=y.shape[0], sync_dist=True)
+        self.log(f"{split}/loss", F.cross_entropy(logits, y), batch_size=y.shape[0], sync_dist=True,
+                 add_dataloader_idx=False)
         metrics.update(logits, y)
-        self.log_dict(metrics, batch_size=y.shape[0], prog_bar=split == "val")
+        self.log_dict(metrics, batch_size=y.shape[0], prog_bar=split == "val", add_dataloader_idx=False)
         return logits
 
     def validation_step(self, batch, batch_idx):

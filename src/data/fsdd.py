@@ -1,0 +1,166 @@
+"""Free Spoken Digit Dataset (Jakobovski/free-spoken-digit-dataset, release v1.0.10): 3,000 recordings
+`{digit}_{speaker}_{index}.wav`, 8 kHz mono, 6 speakers (george, jackson, lucas, nicolas, theo, yweweler),
+50 recordings of each digit by each speaker. Read from <data_dir>/fsdd/recordings/, the repository's own
+`recordings/` folder; downloaded there from the release archive when missing.
+
+Splits: `standard` is the data set's own (index 0-4 test, 5-49 train); `speaker` holds out whole speakers
+(test_speakers) for test, so the score is on voices never heard. Either way val_fraction of the rest, stratified
+by digit (split_seed), is validation. Labels are words ("zero" ... "nine"), the labels of the synthesised
+spoken digits, so one model can be scored on both.
+
+For scoring on any folder of FSDD-named recordings (spoken_words' `real_dir`):
+
+    FSDDDataModule.read_folder(folder, sample_rate, length, trim_db, cache_dir=None)
+        -> (clips int16 (N, length), labels int64 (N,), names list[str])
+
+label = the digit before the first underscore of the file name; names are the file names, sorted.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from src.data.audio import AudioDataModule, Waveforms
+from src.data.audio_folder import cached_clips
+from src.data.download import fetch
+from src.data.images import stratified_split
+from src.errors import UserError
+
+REPO = "https://github.com/Jakobovski/free-spoken-digit-dataset"
+TAG = "v1.0.10"
+URLS = [f"{REPO}/archive/refs/tags/{TAG}.tar.gz",
+        f"https://codeload.github.com/Jakobovski/free-spoken-digit-dataset/tar.gz/refs/tags/{TAG}"]
+# GitHub does not promise stable archive bytes, so the recordings themselves are checked: md5 over the sorted
+# file names, sizes and contents (tree_md5) of the tag's recordings/ (3,000 files).
+RECORDINGS_MD5 = "d59e4fd79a39fe8880073ffaec807bd7"
+CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+NAME = re.compile(r"^([0-9])_(.+)_([0-9]+)\.wav$", re.IGNORECASE)
+
+
+def tree_md5(folder: Path) -> str:
+    """md5 over the sorted .wav files of `folder`: each one's name, size and bytes."""
+    h = hashlib.md5()
+    for p in sorted(folder.glob("*.wav"), key=lambda p: p.name):
+        data = p.read_bytes()
+        h.update(f"{p.name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def download_recordings(folder: Path) -> None:
+    """Fetch the release archive into `folder`, check its recordings (tree_md5) and move them to
+    folder/recordings atomically; the archive is deleted afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / f"free-spoken-digit-dataset-{TAG}.tar.gz"
+    try:
+        fetch(URLS, archive, None)
+    except OSError as e:
+        raise UserError(f"FSDD: could not download {URLS[0]} ({e}). Clone {REPO} (tag {TAG}) and point "
+                        f"data.data_dir at a folder holding fsdd/recordings/, or train on data=spoken_words, "
+                        f"which needs no download.") from None
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix="recordings.part"))
+    try:
+        with tarfile.open(archive) as tar:
+            for m in tar:
+                path = PurePosixPath(m.name)
+                if m.isfile() and path.parent.name == "recordings" and path.suffix == ".wav":
+                    (tmp / path.name).write_bytes(tar.extractfile(m).read())
+        digest = tree_md5(tmp)
+        if digest != RECORDINGS_MD5:
+            archive.unlink()
+            raise UserError(f"FSDD: the recordings in {archive.name} fail their checksum (md5 {digest}, "
+                            f"expected {RECORDINGS_MD5}): the download was damaged or is not release {TAG}. It "
+                            f"was deleted: run again to download it afresh.")
+        os.replace(tmp, folder / "recordings")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise UserError(f"FSDD: {archive} is corrupt or truncated ({e}): delete it and run again.") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    archive.unlink()
+
+
+class FSDDDataModule(AudioDataModule):
+    def __init__(self, data_dir: str = "data", download: bool = True, split: str = "standard",
+                 test_speakers: list[str] = ("theo",), val_fraction: float = 0.1, split_seed: int = 0,
+                 cache_dir: str | None = "data/cache", **kwargs):
+        super().__init__(**kwargs)
+        if split not in ("standard", "speaker"):
+            raise ValueError(f"data.split={split}: choose standard (index 0-4 test) or speaker "
+                             f"(data.test_speakers held out)")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"data.val_fraction={val_fraction} should be between 0 and 1")
+        if split == "speaker" and not test_speakers:
+            raise ValueError("data.test_speakers is empty: name the speakers held out for test, e.g. [theo]")
+        self.data_dir, self.download, self.split = Path(data_dir), download, split
+        self.test_speakers = [str(s) for s in test_speakers]
+        self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
+
+    @property
+    def recordings(self) -> Path:
+        return self.data_dir / "fsdd" / "recordings"
+
+    def prepare_data(self) -> None:
+        if self.recordings.is_dir() and any(self.recordings.glob("*.wav")):
+            return
+        if not self.download:
+            raise UserError(f"FSDD: {self.recordings} holds no recordings. Set data.download=true to fetch "
+                            f"release {TAG} of {REPO} (a 16 MB archive), point data.data_dir at a folder holding "
+                            f"fsdd/recordings/*.wav, or train on data=spoken_words, which needs no download.")
+        download_recordings(self.recordings.parent)
+
+    @staticmethod
+    def read_folder(folder: str | Path, sample_rate: int, length: int, trim_db: float | None,
+                    cache_dir: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Every `{digit}_*.wav` in `folder` -> (int16 clips (N, length), int64 digit labels, file names),
+        sorted by name; cached in cache_dir when given."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder of FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav)")
+        paths = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file()),
+                       key=lambda p: p.name)
+        if not paths:
+            raise UserError(f"{folder} holds no .wav files; FSDD recordings are named {{digit}}_{{speaker}}_"
+                            f"{{index}}.wav")
+        labels = []
+        for p in paths:
+            if not re.match(r"^[0-9]_", p.name):
+                raise UserError(f"{p}: the name should start with its digit and an underscore "
+                                f"({{digit}}_{{speaker}}_{{index}}.wav); rename or remove it.")
+            labels.append(int(p.name[0]))
+        clips = cached_clips(paths, sample_rate, length, trim_db, cache_dir, f"fsdd-{folder.resolve().name}")
+        return clips, torch.tensor(labels, dtype=torch.int64), [p.name for p in paths]
+
+    def load(self) -> None:
+        self.prepare_data()
+        clips, labels, names = self.read_folder(self.recordings, self.sample_rate, self.num_samples,
+                                                self.trim_db, self.cache_dir)
+        parsed = [NAME.match(n) for n in names]
+        if bad := [n for n, m in zip(names, parsed) if m is None]:
+            raise UserError(f"{self.recordings}: {bad[0]} (and {len(bad) - 1} more) is not named "
+                            f"{{digit}}_{{speaker}}_{{index}}.wav; rename or remove it.")
+        speakers = np.array([m.group(2) for m in parsed])
+        if self.split == "standard":
+            test = np.array([int(m.group(3)) < 5 for m in parsed])
+        else:
+            if unknown := sorted(set(self.test_speakers) - set(speakers)):
+                raise UserError(f"data.test_speakers: {unknown} recorded nothing in {self.recordings}; the "
+                                f"speakers are {sorted(set(speakers))}.")
+            test = np.isin(speakers, self.test_speakers)
+            if test.all():
+                raise UserError(f"data.test_speakers={self.test_speakers} holds out every speaker; leave some "
+                                f"for training.")
+        rest = np.flatnonzero(~test)
+        val, train = stratified_split(labels[rest].numpy(), [self.val_fraction], self.split_seed)
+        idx = {"train": rest[train], "val": rest[val], "test": np.flatnonzero(test)}
+        for split, i in idx.items():
+            i = torch.as_tensor(i, dtype=torch.int64)
+            setattr(self, f"{split}_set", Waveforms(clips[i], labels[i]))
+        self.class_names = list(CLASS_NAMES)
