@@ -222,6 +222,8 @@ def evaluate(cfg: DictConfig) -> dict:
         if cfg.get(key) is not None:
             data_cfg[key] = cfg[key]
     datamodule = _build(data_cfg, "data")
+    if hasattr(datamodule, "use_info"):  # e.g. the checkpoint's tokenizers, not ones learnt again here
+        datamodule.use_info(task.data_info)
     datamodule.prepare_data()
     trainer = build_trainer(cfg, [], build_loggers(cfg))
     if cfg.split not in ("test", "val"):

@@ -28,11 +28,16 @@ def test_learns_numbers_and_writes_its_outputs(trained):
 
 
 def test_eval_repeats_the_test_metrics(trained, tmp_path):
+    """With the checkpoint's own tokenizers: the cached ones are deleted first and are not learnt again."""
+    import shutil
+
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
+    shutil.rmtree(trained / "cache" / "tokenizers")
     run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
     original = json.loads((trained / "metrics.json").read_text())
     assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
+    assert not (trained / "cache" / "tokenizers").exists()
 
 
 def test_predict_translates_text_and_files_of_lines(trained, tmp_path):

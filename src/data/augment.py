@@ -1,6 +1,6 @@
 """Waveform augmentation for whole batches on the device: the tricks that carry a model from clean or
-synthetic speech to real microphones (random time shift, gain, EQ, band-limiting, reverberation, noise at a
-random SNR). All filtering is one FFT per batch; every draw comes from torch's generator, so it is seeded.
+synthetic speech to real microphones (speed change, random time shift, gain, EQ, band-limiting, reverberation,
+noise at a random SNR). All filtering is one FFT per batch; every draw comes from torch's generator, so it is seeded.
 """
 from __future__ import annotations
 
@@ -27,6 +27,28 @@ def time_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
     idx = torch.arange(length, device=x.device)[None, :] - shift
     valid = (idx >= 0) & (idx < length)
     return torch.where(valid, x.gather(1, idx.clamp(0, length - 1)), x.new_zeros(()))
+
+
+def change_speed(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Play each clip `factor` times faster (pitch, formants and tempo together, as resampling does), about
+    its centre, by linear interpolation: a cheap stand-in for a speaker with a shorter or longer vocal tract."""
+    n, length = x.shape
+    centre = (length - 1) / 2
+    pos = centre + (torch.arange(length, device=x.device)[None, :] - centre) * factor[:, None]
+    valid = (pos >= 0) & (pos <= length - 1)
+    lo = pos.floor().long().clamp(0, length - 2)
+    w = pos - lo
+    y = x.gather(1, lo) * (1 - w) + x.gather(1, lo + 1) * w
+    return torch.where(valid, y, x.new_zeros(()))
+
+
+def _span(x: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """1.0 from each clip's first to its last sample louder than eps, 0.0 outside (N, L)."""
+    loud = x.abs() > eps
+    idx = torch.arange(x.shape[1], device=x.device)[None, :]
+    first = torch.where(loud, idx, x.shape[1]).amin(1, keepdim=True)
+    last = torch.where(loud, idx, -1).amax(1, keepdim=True)
+    return ((idx >= first) & (idx <= last)).float()
 
 
 def colored_noise(n: int, length: int, exponent: torch.Tensor, device) -> torch.Tensor:
@@ -77,13 +99,21 @@ def _reverb_response(n: int, nfft: int, sample_rate: int, p: float, rt60, device
     return torch.fft.rfft(rir, n=nfft)
 
 
-def augment_waveforms(x: torch.Tensor, sample_rate: int, shift_ms: float = 0.0, gain_db=None,
+def augment_waveforms(x: torch.Tensor, sample_rate: int, shift_ms: float = 0.0, gain_db=None, speed=None,
                       eq_db: float = 0.0, eq_p: float = 0.0, lowpass_p: float = 0.0, lowpass_hz=(3000, 8000),
                       highpass_p: float = 0.0, highpass_hz=(50, 400), reverb_p: float = 0.0, rt60=(0.1, 0.6),
-                      noise_p: float = 0.0, snr_db=(0, 30), noise_color=(0.0, 2.0)) -> torch.Tensor:
-    """Augment a float batch (N, L) in [-1, 1]; each option is off at its default. See conf/data/*.yaml."""
+                      noise_p: float = 0.0, snr_db=(0, 30), noise_color=(0.0, 2.0),
+                      noise_where: str = "all") -> torch.Tensor:
+    """Augment a float batch (N, L) in [-1, 1]; each option is off at its default. See conf/data/*.yaml.
+
+    noise_where="word" keeps the noise between each clip's first and last non-zero sample, leaving the zero
+    padding of a short clip silent, as it is in recordings that were trimmed and padded (FSDD)."""
+    if noise_where not in ("all", "word"):
+        raise ValueError(f"noise_where={noise_where}: choose all or word")
     n, length = x.shape
     device = x.device
+    if speed is not None:
+        x = change_speed(x, _uniform(n, speed, device))
     x = time_shift(x, int(sample_rate * shift_ms / 1000))
     filtered = eq_p > 0 and eq_db > 0 or lowpass_p > 0 or highpass_p > 0 or reverb_p > 0
     if filtered:
@@ -106,6 +136,8 @@ def augment_waveforms(x: torch.Tensor, sample_rate: int, shift_ms: float = 0.0, 
         snr = _uniform(n, snr_db, device)[:, None]
         noise = colored_noise(n, length, _uniform(n, noise_color, device), device)
         scale = torch.sqrt(power / 10 ** (snr / 10)) * _chosen(n, noise_p, device)[:, None]
+        if noise_where == "word":
+            scale = scale * _span(x)
         x = x + noise * scale
     if gain_db is not None:
         x = x * 10 ** (_uniform(n, gain_db, device)[:, None] / 20)

@@ -36,7 +36,7 @@ def _paths() -> tuple[str, str]:
 
 
 def variants() -> list[str]:
-    """The voice variants (speaker characteristics) the wheel ships, sorted: m1, f1, klatt, whisper, ..."""
+    """The voice variants (speaker characteristics) the wheel ships, sorted: m1, f1, klatt, croak, ..."""
     return sorted(p.name for p in (Path(_paths()[1]) / "voices" / "!v").iterdir() if p.is_file())
 
 

@@ -18,9 +18,7 @@ from torch.utils.data import BatchSampler
 
 from src.errors import UserError
 
-PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # their ids are their positions
+from src.text import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID, decode  # noqa: F401
 
 
 # -- tokenizers ----------------------------------------------------------------------------------------
@@ -51,14 +49,6 @@ def tokenizer_from_str(s: str):
 def encode(tok, text: str) -> list[int]:
     """Subword ids of `text`, no special tokens added."""
     return tok.encode(text, add_special_tokens=False).ids
-
-
-def decode(tok, ids) -> str:
-    """Text of `ids` up to the first EOS, special ids dropped."""
-    ids = [int(i) for i in ids]
-    if EOS_ID in ids:
-        ids = ids[:ids.index(EOS_ID)]
-    return tok.decode([i for i in ids if i >= len(SPECIAL_TOKENS)], skip_special_tokens=True)
 
 
 # -- files ----------------------------------------------------------------------------------------------

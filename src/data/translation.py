@@ -94,10 +94,17 @@ class TranslationDataModule(L.LightningDataModule):
             plan[side] = (self.cache_dir / "tokenizers" / f"{self.name}-{label}-{h.hexdigest()[:12]}.json", texts)
         return plan
 
+    def use_info(self, info: dict) -> None:
+        """Encode with the tokenizers a checkpoint carries (eval.py), not ones learnt or cached here."""
+        self._given = (tokenizer_from_str(info["src_tokenizer"]), tokenizer_from_str(info["tgt_tokenizer"]))
+
     # Lightning hooks --------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Files, then tokenizers learnt on the training split and cached (atomically: a crash or a second
         process never leaves half a file). Cheap when the cache is there."""
+        if getattr(self, "_given", None):
+            self.splits()  # the files only
+            return
         for side, (path, texts) in self._tokenizer_plan().items():
             if path.is_file() or side in self._uncached:
                 continue
@@ -123,12 +130,16 @@ class TranslationDataModule(L.LightningDataModule):
             return
         from tokenizers import Tokenizer
 
-        plan = self._tokenizer_plan()
-        if not all(path.is_file() or side in self._uncached for side, (path, _) in plan.items()):
-            self.prepare_data()
-        toks = {side: self._uncached.get(side) or Tokenizer.from_file(str(path)) for side, (path, _) in plan.items()}
-        self.src_tok = toks.get("src", toks.get("joint"))
-        self.tgt_tok = toks.get("tgt", toks.get("joint"))
+        if getattr(self, "_given", None):
+            self.src_tok, self.tgt_tok = self._given
+        else:
+            plan = self._tokenizer_plan()
+            if not all(path.is_file() or side in self._uncached for side, (path, _) in plan.items()):
+                self.prepare_data()
+            toks = {side: self._uncached.get(side) or Tokenizer.from_file(str(path))
+                    for side, (path, _) in plan.items()}
+            self.src_tok = toks.get("src", toks.get("joint"))
+            self.tgt_tok = toks.get("tgt", toks.get("joint"))
         for split, pairs in self.splits().items():
             if split not in SPLITS:
                 continue

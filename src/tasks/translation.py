@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from src.tasks.base import Task
+from src.text import decode
 
 
 def _gather(items: list) -> list:
@@ -19,12 +20,6 @@ def _gather(items: list) -> list:
         torch.distributed.all_gather_object(parts, items)
         return [x for part in parts for x in part]
     return items
-
-
-def _decode(tok: Tokenizer, ids: list[int], eos_id: int) -> str:
-    if eos_id in ids:
-        ids = ids[:ids.index(eos_id)]
-    return tok.decode(ids, skip_special_tokens=True)
 
 
 class Translation(Task):
@@ -94,7 +89,7 @@ class Translation(Task):
         max_len = min(self.max_decode_len, int(src_len.max()) * 2 + 10)
         tokens, scores = self.net.beam_search(src, src_len, beam_size=beam_size, max_len=max_len,
                                               length_penalty=self.length_penalty if beam_size > 1 else 0.0)
-        return [_decode(self.tgt_tok, t, self.eos_id) for t in tokens.tolist()], scores
+        return [decode(self.tgt_tok, t) for t in tokens.tolist()], scores
 
     def _eval_step(self, batch, beam_size: int):
         gold = batch["tgt"][:, 1:]
