@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from src.data import audio_folder, fsdd, speech_commands
+from src.data import audio, fsdd, speech_commands
 from src.data.audio import load_clips, read_audio
 from src.data.audio_folder import AudioFolderDataModule
 from src.data.augment import augment_waveforms
@@ -191,7 +191,7 @@ def test_decoded_clips_are_cached_and_reread_when_a_file_changes(tmp_path, monke
         def no_reading(*args, **kwargs):
             raise AssertionError("the cache should have been used")
 
-        monkeypatch.setattr(audio_folder, "load_clips", no_reading)
+        monkeypatch.setattr(audio, "load_clips", no_reading)
         again = FSDDDataModule(data_dir=str(tmp_path / "data"), download=False, cache_dir=str(cache))
         again.setup()
         assert torch.equal(again.test_set.clips, first.test_set.clips)
@@ -200,7 +200,7 @@ def test_decoded_clips_are_cached_and_reread_when_a_file_changes(tmp_path, monke
                            clip_seconds=0.5).setup()
     finally:
         rec.chmod(0o755)
-    monkeypatch.setattr(audio_folder, "load_clips", load_clips)
+    monkeypatch.setattr(audio, "load_clips", load_clips)
     write_wav(rec / "0_george_0.wav", tone(0.5, 8000, amp=0.9), 8000)
     changed = FSDDDataModule(data_dir=str(tmp_path / "data"), download=False, cache_dir=str(cache))
     changed.setup()

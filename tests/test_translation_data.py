@@ -11,8 +11,9 @@ from src.data import numbers as numbers_mod
 from src.data.multi30k import Multi30kDataModule
 from src.data.numbers import (NumbersDataModule, cardinal, generate_pairs, say_date, say_quantity, say_time)
 from src.data.parallel_text import ParallelTextDataModule
-from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, collate_pairs, decode, encode,
+from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, collate_pairs, encode,
                            train_bpe)
+from src.text import decode
 from src.data.translation import TranslationDataModule
 from src.errors import UserError
 

@@ -8,6 +8,7 @@ turns them into features (log-Mel or MFCC) on the device.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from src.data.download import save_atomically
 from src.data.images import EpochSampler, _as_batch
 from src.errors import UserError
 
@@ -89,11 +91,50 @@ def load_clips(paths: list[Path], sample_rate: int, length: int, trim_db: float 
     return out
 
 
-def _plain(node) -> dict:
-    """A dict of plain Python values (Hydra may hand over OmegaConf containers)."""
-    from omegaconf import DictConfig, OmegaConf
+def cached_clips(paths: list[Path], sample_rate: int, length: int, trim_db: float | None,
+                 cache_dir: str | Path | None, name: str) -> torch.Tensor:
+    """load_clips, kept in `cache_dir` as one int16 tensor. The key covers every file's path, size and
+    mtime and the rate, length and trim, so a changed, added or removed file (or option) reads afresh.
+    `cache_dir=None` reads without caching."""
+    if cache_dir is None:
+        return _read_all(paths, sample_rate, length, trim_db, name)
+    h = hashlib.md5(f"{sample_rate}:{length}:{trim_db}\n".encode())
+    for p in paths:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise UserError(f"{p}: no such file") from None
+        h.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    cache = Path(cache_dir) / "audio" / f"{name}-{sample_rate}Hz-{length}-{h.hexdigest()[:16]}.pt"
+    if (clips := _read_cache(cache, (len(paths), length))) is not None:
+        return clips
+    clips = _read_all(paths, sample_rate, length, trim_db, name)
+    save_atomically(clips, cache)
+    return clips
 
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+
+def _read_cache(cache: Path, shape: tuple[int, int]) -> torch.Tensor | None:
+    """The cached clips, or None when there are none or they are damaged (then they are read again)."""
+    if not cache.is_file():
+        return None
+    try:
+        clips = torch.load(cache, weights_only=True)
+    except Exception:  # noqa: BLE001 - a truncated or garbled file fails in many ways (IndexError, ...)
+        return None
+    ok = isinstance(clips, torch.Tensor) and clips.dtype == torch.int16 and tuple(clips.shape) == shape
+    return clips if ok else None
+
+
+def _read_all(paths: list[Path], sample_rate: int, length: int, trim_db: float | None, name: str) -> torch.Tensor:
+    """load_clips, in chunks under a progress bar when there are many files."""
+    if len(paths) <= 2000:
+        return load_clips(paths, sample_rate, length, trim_db)
+    from rich.progress import track
+
+    chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
+    return torch.cat([load_clips(c, sample_rate, length, trim_db)
+                      for c in track(chunks, description=f"reading {name} audio", transient=True)])
+
 
 
 # -- datasets ----------------------------------------------------------------------------------------
@@ -133,7 +174,7 @@ class AudioDataModule(L.LightningDataModule):
             raise ValueError(f"data.clip_seconds={clip_seconds} should be between 0.1 and 30")
         self.sample_rate, self.clip_seconds, self.trim_db = int(sample_rate), float(clip_seconds), trim_db
         self.batch_size, self.pin_memory = batch_size, pin_memory
-        self.augment = _plain(augment)
+        self.augment = dict(augment or {})
         self.class_names: list[str] = []
         self.train_set = self.val_set = self.test_set = None
         self.extra_test_sets: dict[str, Waveforms] = {}

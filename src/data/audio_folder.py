@@ -3,71 +3,21 @@ or <path>/train/<label>/* with optional val/ and test/ beside it.
 
 Without split folders, val_fraction and test_fraction of each class are held out (stratified, split_seed);
 with them, a missing val/ or test/ is carved out of train/ the same way. Decoded clips are cached in
-`cache_dir` (see `cached_clips`, which the FSDD and Speech Commands modules share).
+`cache_dir` (see `src.data.audio.cached_clips`).
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms, load_clips
+from src.data.audio import AudioDataModule, Waveforms, cached_clips
 from src.data.images import stratified_split
 from src.errors import UserError
 
 EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3"}
 SPLITS = ("train", "val", "test")
-
-
-def cached_clips(paths: list[Path], sample_rate: int, length: int, trim_db: float | None,
-                 cache_dir: str | Path | None, name: str) -> torch.Tensor:
-    """load_clips, kept in `cache_dir` as one int16 tensor. The key covers every file's path, size and
-    mtime and the rate, length and trim, so a changed, added or removed file (or option) reads afresh.
-    `cache_dir=None` reads without caching."""
-    if cache_dir is None:
-        return _read_all(paths, sample_rate, length, trim_db, name)
-    h = hashlib.md5(f"{sample_rate}:{length}:{trim_db}\n".encode())
-    for p in paths:
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            raise UserError(f"{p}: no such file") from None
-        h.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    cache = Path(cache_dir) / "audio" / f"{name}-{sample_rate}Hz-{length}-{h.hexdigest()[:16]}.pt"
-    if (clips := _read_cache(cache, (len(paths), length))) is not None:
-        return clips
-    clips = _read_all(paths, sample_rate, length, trim_db, name)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.part")
-    torch.save(clips, tmp)
-    os.replace(tmp, cache)  # atomic: ranks or runs reading at once never see half a file
-    return clips
-
-
-def _read_cache(cache: Path, shape: tuple[int, int]) -> torch.Tensor | None:
-    """The cached clips, or None when there are none or they are damaged (then they are read again)."""
-    if not cache.is_file():
-        return None
-    try:
-        clips = torch.load(cache, weights_only=True)
-    except Exception:  # noqa: BLE001 - a truncated or garbled file fails in many ways (IndexError, ...)
-        return None
-    ok = isinstance(clips, torch.Tensor) and clips.dtype == torch.int16 and tuple(clips.shape) == shape
-    return clips if ok else None
-
-
-def _read_all(paths: list[Path], sample_rate: int, length: int, trim_db: float | None, name: str) -> torch.Tensor:
-    """load_clips, in chunks under a progress bar when there are many files."""
-    if len(paths) <= 2000:
-        return load_clips(paths, sample_rate, length, trim_db)
-    from rich.progress import track
-
-    chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
-    return torch.cat([load_clips(c, sample_rate, length, trim_db)
-                      for c in track(chunks, description=f"reading {name} audio", transient=True)])
 
 
 def audio_files(folder: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Downloads with checksums, and the one error message for data that is missing and cannot be fetched."""
+"""Downloads with checksums, atomic writes of derived files, and the one error message for data that is missing
+and cannot be fetched."""
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,20 @@ def md5(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def save_atomically(obj, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename: a crash, or another rank or run reading at
+    the same time, never sees half a file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fetch(urls: list[str], dest: Path, checksum: str | None) -> Path:

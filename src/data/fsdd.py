@@ -28,8 +28,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms
-from src.data.audio_folder import cached_clips
+from src.data.audio import AudioDataModule, Waveforms, cached_clips
 from src.data.download import fetch
 from src.data.images import stratified_split
 from src.errors import UserError

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from src.data.download import save_atomically
 from src.data.images import ImageDataModule, TensorImages, stratified_split
 from src.errors import UserError
 
@@ -150,8 +151,5 @@ class ImageFolderDataModule(ImageDataModule):
         for i in track(range(len(ds)), description=f"decoding {split} images", transient=True):
             images[i] = ds[i][0]
         labels = torch.tensor(ds.labels, dtype=torch.int64)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".part")
-        torch.save((images, labels), tmp)
-        os.replace(tmp, cache)
+        save_atomically((images, labels), cache)
         return TensorImages(images, labels)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms, prepare_clip, read_audio
-from src.data.audio_folder import audio_files, cached_clips
+from src.data.audio import AudioDataModule, Waveforms, cached_clips, prepare_clip, read_audio
+from src.data.audio_folder import audio_files
 from src.data.download import fetch
 from src.errors import UserError
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import zlib
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from src.data.audio import AudioDataModule, Waveforms, fit_length, to_int16, trim_silence
+from src.data.download import save_atomically
 from src.errors import UserError
 
 WORDS = {"commands": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"],
@@ -126,7 +126,6 @@ class SpokenWordsDataModule(AudioDataModule):
 
     # -- cache -------------------------------------------------------------------------------------------
     def _key(self) -> str:
-        import espeakng_loader  # noqa: F401  (its version is part of the key)
         from importlib.metadata import version
 
         spec = {"format": _FORMAT, "espeak": version("espeakng-loader"), "words": self.words,
@@ -196,10 +195,7 @@ class SpokenWordsDataModule(AudioDataModule):
                 "labels": torch.tensor(labels, dtype=torch.long), "split": torch.tensor(splits, dtype=torch.int8),
                 "voices": voices, "words": self.words}
         data["md5"] = self.checksum(data["clips"], data["labels"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        save_atomically(data, path)
         return data
 
     def _read_cache(self) -> dict:

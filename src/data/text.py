@@ -17,8 +17,7 @@ import torch
 from torch.utils.data import BatchSampler
 
 from src.errors import UserError
-
-from src.text import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID, decode  # noqa: F401
+from src.text import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
 
 # -- tokenizers ----------------------------------------------------------------------------------------

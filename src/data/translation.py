@@ -55,6 +55,7 @@ class TranslationDataModule(L.LightningDataModule):
         self._splits: dict | None = None
         self._lengths: dict[str, list[int]] = {}
         self._uncached: dict = {}  # side -> tokenizer that could not be written to cache_dir
+        self._given: tuple | None = None  # (src, tgt) tokenizers from a checkpoint (use_info)
 
     # subclasses -------------------------------------------------------------------------------------
     def prepare_files(self) -> None:
@@ -102,7 +103,7 @@ class TranslationDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Files, then tokenizers learnt on the training split and cached (atomically: a crash or a second
         process never leaves half a file). Cheap when the cache is there."""
-        if getattr(self, "_given", None):
+        if self._given:
             self.splits()  # the files only
             return
         for side, (path, texts) in self._tokenizer_plan().items():
@@ -130,7 +131,7 @@ class TranslationDataModule(L.LightningDataModule):
             return
         from tokenizers import Tokenizer
 
-        if getattr(self, "_given", None):
+        if self._given:
             self.src_tok, self.tgt_tok = self._given
         else:
             plan = self._tokenizer_plan()
