@@ -1,4 +1,5 @@
-"""Plots people would rather look at than read: the test confusion matrix (PNG in the run dir, TensorBoard)."""
+"""Plots people would rather look at than read, drawn at test time as PNGs in the run dir (and TensorBoard):
+confusion matrices, attention heat-maps (translation), spectrograms with predictions (speech)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -70,74 +71,77 @@ class ConfusionMatrixPlot(Callback):
             save_figure(fig, path, trainer, f"{name}/confusion_matrix", dpi=120)
 
 
-def attention_figure(examples: list[dict]):
+def _grid(n: int, max_cols: int, width: float, height: float):
+    """A figure of n panels, at most max_cols a row, each width x height inches: (fig, the n axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(examples)
-    cols = min(2, n)
+    cols = min(max_cols, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 5 * rows), squeeze=False)
-    for ax, ex in zip(axes.flat, examples):
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def attention_figure(examples: list[dict]):
+    fig, axes = _grid(len(examples), 2, 7, 5)
+    for ax, ex in zip(axes, examples):
         ax.imshow(ex["weights"], cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(ex["source"])), ex["source"], rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(len(ex["hypothesis"])), ex["hypothesis"], fontsize=8)
         ax.set_xlabel("source")
         ax.set_ylabel("output")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     fig.suptitle("attention of the greedy translation, test sentences")
     fig.tight_layout()
     return fig
 
 
-class AttentionPlot(Callback):
-    """At the end of testing, draws the task's `attention_examples` (if any) as attention.png."""
+class ExamplesPlot(Callback):
+    """At the end of testing, draws the task's list `attribute` of examples (if any) with `figure`, as
+    <dirpath>/<filename> and under `tag` in TensorBoard. Subclasses name the three."""
 
-    def __init__(self, dirpath: str, filename: str = "attention.png"):
-        self.path = Path(dirpath) / filename
+    attribute, tag, filename = "", "", ""
+
+    @staticmethod
+    def figure(examples: list[dict]):
+        raise NotImplementedError
+
+    def __init__(self, dirpath: str, filename: str | None = None):
+        self.path = Path(dirpath) / (filename or self.filename)
 
     def on_test_epoch_end(self, trainer, pl_module):
-        examples = getattr(pl_module, "attention_examples", None)
+        examples = getattr(pl_module, self.attribute, None)
         if not examples or not trainer.is_global_zero:
             return
-        save_figure(attention_figure(examples), self.path, trainer, "test/attention", dpi=110)
+        save_figure(self.figure(examples), self.path, trainer, self.tag, dpi=110)
+
+
+class AttentionPlot(ExamplesPlot):
+    """The task's `attention_examples` (translation) as attention.png."""
+
+    attribute, tag, filename = "attention_examples", "test/attention", "attention.png"
+    figure = staticmethod(attention_figure)
 
 
 def spectrogram_figure(examples: list[dict]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(examples)
-    cols = min(4, n)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
-    for ax, ex in zip(axes.flat, examples):
+    fig, axes = _grid(len(examples), 4, 3.6, 3.0)
+    for ax, ex in zip(axes, examples):
         ax.imshow(ex["features"], origin="lower", aspect="auto", cmap="magma")
         right = ex["predicted"] == ex["true"]
         ax.set_title(f"true {ex['true']}, predicted {ex['predicted']} ({ex['probability']:.2f})", fontsize=9,
                      color="black" if right else "red")
         ax.set_xlabel("frame")
         ax.set_ylabel("feature")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     fig.suptitle("features of test clips (normalised), with the model's predictions")
     fig.tight_layout()
     return fig
 
 
-class SpectrogramPlot(Callback):
-    """At the end of testing, draws the task's `spectrogram_examples` (speech) as spectrograms.png."""
+class SpectrogramPlot(ExamplesPlot):
+    """The task's `spectrogram_examples` (speech) as spectrograms.png."""
 
-    def __init__(self, dirpath: str, filename: str = "spectrograms.png"):
-        self.path = Path(dirpath) / filename
-
-    def on_test_epoch_end(self, trainer, pl_module):
-        examples = getattr(pl_module, "spectrogram_examples", None)
-        if not examples or not trainer.is_global_zero:
-            return
-        save_figure(spectrogram_figure(examples), self.path, trainer, "test/spectrograms", dpi=110)
+    attribute, tag, filename = "spectrogram_examples", "test/spectrograms", "spectrograms.png"
+    figure = staticmethod(spectrogram_figure)
