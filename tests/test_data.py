@@ -11,7 +11,8 @@ from PIL import Image
 from src.data.cifar import CIFAR10DataModule
 from src.data.digits import DigitsDataModule
 from src.data.image_folder import ImageFolderDataModule
-from src.data.images import EpochSampler, random_crop_flip, stratified_split
+from src.data.images import random_crop_flip, stratified_split
+from src.data.memory import EpochSampler
 from src.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
 from src.errors import UserError
 

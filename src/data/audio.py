@@ -12,12 +12,11 @@ import hashlib
 import os
 from pathlib import Path
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from src.data.download import save_atomically
-from src.data.images import EpochSampler, _as_batch
+from src.data.memory import InMemoryDataModule
 from src.errors import UserError
 
 
@@ -157,7 +156,7 @@ class Waveforms(Dataset):
         return self.clips[idx], self.labels[idx]
 
 
-class AudioDataModule(L.LightningDataModule):
+class AudioDataModule(InMemoryDataModule):
     """Base for spoken-word classification. Subclasses set train_set/val_set/test_set (Waveforms) and
     class_names in `load()`; they may add more test sets to `extra_test_sets` (name -> Waveforms), which
     are scored after the test split under their own prefix (e.g. real/acc), never used to choose anything.
@@ -165,32 +164,19 @@ class AudioDataModule(L.LightningDataModule):
 
     def __init__(self, sample_rate: int = 16000, clip_seconds: float = 1.0, trim_db: float | None = 40.0,
                  batch_size: int = 128, pin_memory: bool = False, augment: dict | None = None):
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
+        super().__init__(batch_size, pin_memory)
         if sample_rate < 4000:
             raise ValueError(f"data.sample_rate={sample_rate}: use at least 4000 Hz (16000 is usual)")
         if not 0.1 <= clip_seconds <= 30:
             raise ValueError(f"data.clip_seconds={clip_seconds} should be between 0.1 and 30")
         self.sample_rate, self.clip_seconds, self.trim_db = int(sample_rate), float(clip_seconds), trim_db
-        self.batch_size, self.pin_memory = batch_size, pin_memory
         self.augment = dict(augment or {})
         self.class_names: list[str] = []
-        self.train_set = self.val_set = self.test_set = None
         self.extra_test_sets: dict[str, Waveforms] = {}
 
     @property
     def num_samples(self) -> int:
         return int(round(self.sample_rate * self.clip_seconds))
-
-    # subclasses -------------------------------------------------------------------------------------
-    def load(self) -> None:
-        raise NotImplementedError
-
-    # Lightning hooks --------------------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.load()
 
     @property
     def info(self) -> dict:
@@ -200,28 +186,10 @@ class AudioDataModule(L.LightningDataModule):
                 "num_samples": self.num_samples, "trim_db": self.trim_db,
                 "test_sets": ["test", *self.extra_test_sets]}
 
-    def _loader(self, dataset, train: bool) -> DataLoader:
-        # clips are in memory and a batch is one gather: worker processes would only add copying
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = EpochSampler(dataset, seed=seed) if train else None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=0,
-                          pin_memory=self.pin_memory and torch.cuda.is_available(), collate_fn=_as_batch,
-                          generator=torch.Generator().manual_seed(seed))
-
-    def train_dataloader(self):
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.val_set, train=False)
-
     def test_dataloader(self):
         sets = [self.test_set, *self.extra_test_sets.values()]
         loaders = [self._loader(s, train=False) for s in sets]
         return loaders[0] if len(loaders) == 1 else loaders
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        x, y = batch
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """int16 -> float in [-1, 1]; training batches are augmented (src/data/augment.py) on their device."""

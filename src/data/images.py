@@ -1,4 +1,5 @@
-"""What the image data modules share: uint8 tensors in memory, seeded shuffling, augmentation on the device.
+"""What the image data modules share: uint8 tensors in memory, augmentation on the device (the loaders and
+seeded shuffling are src/data/memory.py's).
 
 Images stay uint8 (N, C, H, W) until the task normalises them on the device, so a batch is a slice of a
 tensor (no per-sample Python) and augmentation (random crop with padding, horizontal flip) runs on whole
@@ -6,13 +7,12 @@ batches wherever the model runs.
 """
 from __future__ import annotations
 
-import os
-
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
+
+from src.data.memory import InMemoryDataModule
 
 
 class TensorImages(Dataset):
@@ -31,27 +31,6 @@ class TensorImages(Dataset):
     def __getitems__(self, indices):
         idx = torch.as_tensor(indices)
         return self.images[idx], self.labels[idx]
-
-
-def _as_batch(batch):
-    """collate_fn for datasets whose __getitems__ already returns a batch."""
-    return batch
-
-
-class EpochSampler(RandomSampler):
-    """A random order that depends only on (seed, epoch), so a resumed run sees the same order as an
-    uninterrupted one. Under DDP Lightning replaces it with a DistributedSampler (also seed + epoch)."""
-
-    def __init__(self, data_source, seed: int = 0):
-        super().__init__(data_source)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=g).tolist()
 
 
 def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
@@ -89,36 +68,22 @@ def random_crop_flip(x: torch.Tensor, padding: int, hflip: bool) -> torch.Tensor
     return x.contiguous()
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(InMemoryDataModule):
     """Base for image classification data. Subclasses fill train/val/test sets (datasets that yield uint8
     (C, H, W) tensors and int labels) and `class_names` in `load()`; the rest is shared."""
 
     def __init__(self, batch_size: int = 128, num_workers: int = 0, pin_memory: bool = False,
                  augment: dict | None = None, val_fraction: float = 0.1, split_seed: int = 0,
                  mean: list[float] | None = None, std: list[float] | None = None):
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
+        super().__init__(batch_size, pin_memory, num_workers)
         if not 0 < val_fraction < 1:
             raise ValueError(f"data.val_fraction={val_fraction} should be between 0 and 1")
-        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.augment = dict(augment or {})
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.class_names: list[str] = []
-        self.train_set = self.val_set = self.test_set = None
         if (mean is None) != (std is None):
             raise ValueError("give both data.mean and data.std (per channel, 0-1 scale), or neither")
         self._mean_std = (list(mean), list(std)) if mean is not None else None
-
-    # subclasses -------------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Set self.train_set, self.val_set, self.test_set and self.class_names."""
-        raise NotImplementedError
-
-    # Lightning hooks --------------------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.load()
 
     @property
     def info(self) -> dict:
@@ -143,33 +108,6 @@ class ImageDataModule(L.LightningDataModule):
             x = x.float().div_(255).transpose(0, 1).reshape(x.shape[1], -1)
             self._mean_std = (x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist())
         return self._mean_std
-
-    def _loader(self, dataset, train: bool) -> DataLoader:
-        batched = isinstance(dataset, TensorImages)
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = EpochSampler(dataset, seed=seed) if train else None
-        # the loader's own generator: starting an epoch then draws nothing from the global generator, which
-        # EpochReseed resets at each epoch start (the datasets here are not random, so workers need no seed)
-        # a batch of in-memory images is one gather: worker processes would only add copying
-        workers = 0 if batched else self.num_workers
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
-                          persistent_workers=workers > 0, drop_last=False,
-                          collate_fn=_as_batch if batched else None, generator=torch.Generator().manual_seed(seed))
-
-    def train_dataloader(self):
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self):
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self):
-        return self._loader(self.test_set, train=False)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        """(images, labels) straight to the device: Lightning's generic walk over the batch costs more."""
-        x, y = batch
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Augment training batches on the device they will be trained on."""
