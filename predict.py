@@ -2,6 +2,8 @@
 
 Prints one JSON line per input: {"input", "prediction", "probability", "top_k"}.
 """
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -14,4 +16,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from src.cli import quote_text
+
+    sys.argv = quote_text(sys.argv)  # input=a gorgeous, witty film: one string, not a list to sweep
     main()

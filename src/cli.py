@@ -4,6 +4,7 @@ Nothing here imports torch; src.pipeline (torch, Lightning) is imported only onc
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -46,3 +47,19 @@ def resume_in_place(argv: list[str]) -> list[str]:
         return argv
     run_dir = ckpt.parent.parent
     return [*argv, f"hydra.run.dir={run_dir}", f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
+
+
+def quote_text(argv: list[str], keys: tuple[str, ...] = ("input", "inputs")) -> list[str]:
+    """`input=a gorgeous, witty film` as typed (the shell has eaten the quotes) is, to Hydra, a sweep over
+    a list; an input is always one string, so its value is quoted for Hydra here, before it parses."""
+    out = [argv[0]]
+    for a in argv[1:]:
+        key, eq, value = a.partition("=")
+        if eq and key in keys and not (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
+            # in a quoted Hydra value, a backslash escapes only a quote or the backslashes before one (or
+            # before the closing quote); any other backslash is itself
+            value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+            value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)
+            a = f"{key}='{value}'"
+        out.append(a)
+    return out

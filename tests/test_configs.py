@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from src.checks import CONF_DIR
 
 REQUIRED = {"image_folder": ["data.path=/tmp/images"], "parallel_text": ["data.path=/tmp/pairs.tsv"],
-            "audio_folder": ["data.path=/tmp/audio"]}
+            "audio_folder": ["data.path=/tmp/audio"], "text_csv": ["data.path=/tmp/texts.tsv"]}
 
 
 def options(group):
@@ -28,7 +28,8 @@ def test_every_option_composes_and_resolves(compose_train, group, option):
 
 
 SPEECH_MODELS = ["speech_resnet", "crnn"]
-IMAGE_MODELS = [o for o in options("model") if not o.startswith("seq2seq") and o not in SPEECH_MODELS]
+TEXT_MODELS = ["bilstm", "textcnn"]
+IMAGE_MODELS = [o for o in options("model") if not o.startswith("seq2seq") and o not in SPEECH_MODELS + TEXT_MODELS]
 
 
 @pytest.mark.parametrize("option", IMAGE_MODELS)
@@ -51,6 +52,13 @@ def test_every_speech_model_builds(compose_train, option):
     cfg = compose_train("task=speech", f"model={option}")
     net = instantiate(cfg.model, in_features=40, num_classes=12)
     assert net(torch.randn(2, 1, 40, 101)).shape == (2, 12)
+
+
+@pytest.mark.parametrize("option", TEXT_MODELS)
+def test_every_text_model_builds(compose_train, option):
+    cfg = compose_train("task=sentiment", f"model={option}")
+    net = instantiate(cfg.model, vocab_size=50, num_classes=2)
+    assert net(torch.randint(4, 50, (3, 7)), torch.tensor([7, 2, 1])).shape == (3, 2)
 
 
 @pytest.mark.parametrize("option", options("data"))

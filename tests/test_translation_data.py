@@ -302,7 +302,7 @@ def test_an_unwritable_data_dir_still_works(tmp_path, monkeypatch, capsys):
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("src.data.translation.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("src.data.text.tempfile.mkstemp", read_only)
     dm = NumbersDataModule(data_dir=str(tmp_path), **SMALL)
     dm.setup()
     assert "cannot cache the tokenizer" in capsys.readouterr().out

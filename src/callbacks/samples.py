@@ -28,3 +28,25 @@ class SamplesTable(Callback):
                 md = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n" + "\n".join(
                     "| " + " | ".join(str(s[c]).replace("|", "\\|") for c in columns) + " |" for s in samples)
                 logger.experiment.add_text("val/samples", md, global_step=trainer.global_step)
+
+
+class MistakesList(Callback):
+    """At the end of testing, writes what the task's `test_mistakes()` returns (sentiment: the wrong test
+    predictions the model was surest of, a list of dicts) to <dirpath>/mistakes.tsv, one a line, surest
+    first, with a header. Tabs and line breaks inside a text become spaces. Other tasks are left alone."""
+
+    def __init__(self, dirpath: str, filename: str = "mistakes.tsv"):
+        from pathlib import Path
+
+        self.path = Path(dirpath) / filename
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        if not hasattr(pl_module, "test_mistakes"):
+            return
+        mistakes = pl_module.test_mistakes()  # on every rank: it gathers
+        if not trainer.is_global_zero:
+            return
+        columns = list(mistakes[0]) if mistakes else ["probability", "true", "predicted", "text"]
+        lines = ["\t".join(columns)] + ["\t".join(" ".join(str(m[c]).split()) for c in columns) for m in mistakes]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,5 +1,5 @@
-"""Text helpers for translation: BPE tokenizers, reading aligned text files, a length-bucketed batch
-sampler, and padding collate.
+"""Text helpers for translation and sentiment: tokenizers (learnt, cached), reading text files, a
+length-bucketed batch sampler, and padding collate.
 
 A sentence's length varies tenfold, so random batches are mostly padding; the sampler groups similar
 lengths (inside random chunks, so that an epoch is still a random order) and shuffles the batches.
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import json
 import math
+import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,6 +39,60 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
     tok.train_from_iterator(texts, trainer=trainer)
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [PAD_ID, BOS_ID, EOS_ID, UNK_ID]
     return tok
+
+
+def train_word_level(texts: Iterable[str], vocab_size: int, min_frequency: int = 1, lowercase: bool = True):
+    """A word-level tokenizer: NFKC (and lower-case) normalisation, words and punctuation split apart
+    (`\\w+|[^\\w\\s]+`), the vocab_size - 4 most frequent words seen at least min_frequency times, and the
+    four special tokens at ids 0-3; any other word is [UNK]."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.normalizer = _normalizer(lowercase)
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [PAD_ID, BOS_ID, EOS_ID, UNK_ID]
+    return tok
+
+
+def _normalizer(lowercase: bool):
+    from tokenizers import normalizers
+
+    return normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()]) if lowercase else normalizers.NFKC()
+
+
+def cache_key(settings: list, texts: Iterable[str]) -> str:
+    """12 hex digits of a hash of all that determines a learnt tokenizer: its settings (with the tokenizers
+    version) and every training text, so a cached tokenizer is never used for other data."""
+    import tokenizers
+
+    h = hashlib.sha256(json.dumps([tokenizers.__version__, *settings]).encode())
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\n")
+    return h.hexdigest()[:12]
+
+
+def save_tokenizer(tok, path: Path) -> bool:
+    """Save atomically (a crash or a second process never leaves half a file). False, with a note, when the
+    folder cannot be written (a read-only shared copy of the data sets): the caller keeps the tokenizer in
+    memory and learns it again at the next start."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    except OSError as e:
+        print(f"note: cannot cache the tokenizer in {path.parent} ({e.strerror}); it is learnt again at each start",
+              flush=True)
+        return False
+    os.close(fd)
+    try:
+        tok.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return True
 
 
 @functools.lru_cache(maxsize=8)
@@ -169,3 +227,42 @@ def collate_pairs(examples: list[dict], pad_id: int = PAD_ID) -> dict:
     tgt, tgt_len = _pad([e["tgt"] for e in examples], pad_id)
     return {"src": src, "src_len": src_len, "tgt": tgt, "tgt_len": tgt_len,
             "src_text": [e["src_text"] for e in examples], "ref": [e["ref"] for e in examples]}
+
+
+class BucketedLoaders:
+    """The loaders of a LightningDataModule whose splits are lists of examples (`<split>_set`) with token
+    counts in `self._lengths[split]`: length-bucketed batches (BucketBatchSampler) padded by `collate`, and
+    tensors moved to the device while texts stay lists of strings. Mixed into the translation and text
+    classification data modules."""
+
+    collate = staticmethod(collate_pairs)
+    batch_size: int
+    num_workers: int
+    _lengths: dict[str, list[int]]
+
+    def _loader(self, split: str, train: bool):
+        from torch.utils.data import DataLoader
+
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = BucketBatchSampler(self._lengths[split], self.batch_size, seed=seed, shuffle=train)
+        if self.num_workers > 0:
+            # the tokenizers were used with threads before the fork; the workers never tokenise
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # the loader's own generator: starting an epoch then draws nothing from the global generator, which
+        # EpochReseed resets at each epoch start
+        return DataLoader(getattr(self, f"{split}_set"), batch_sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """The tensors to the device; the texts stay lists of strings."""
+        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -6,17 +6,11 @@ A subclass only says where the raw (source, target) text pairs come from: `read_
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader
 
-from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, _pad, collate_pairs, encode,
+from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketedLoaders, _pad, cache_key, encode, save_tokenizer,
                            tokenizer_from_str, train_bpe)
 from src.errors import UserError
 
@@ -24,7 +18,7 @@ SPLITS = ("train", "val", "test")
 _CACHE_FORMAT = 1  # bump when train_bpe changes in a way that changes its output
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(BucketedLoaders, L.LightningDataModule):
     """Base for translation data. `vocab_size` is per side, or the joint size with `shared_vocab`;
     `max_len` drops training pairs with more subword tokens on either side (val and test are kept whole)."""
 
@@ -80,19 +74,14 @@ class TranslationDataModule(L.LightningDataModule):
     def _tokenizer_plan(self) -> dict[str, tuple[Path, list[str]]]:
         """side ("src", "tgt" or "joint") -> (cache file, training texts). The file name holds a hash of all
         that determines the tokenizer: the texts, vocab_size, min_frequency and the tokenizers version."""
-        import tokenizers
-
         train = self.splits()["train"]
         src, tgt = [s for s, _ in train], [t for _, t in train]
         sides = ({"joint": (f"{self.src_lang}+{self.tgt_lang}", src + tgt)} if self.shared_vocab
                  else {"src": (self.src_lang, src), "tgt": (self.tgt_lang, tgt)})
         plan = {}
         for side, (label, texts) in sides.items():
-            h = hashlib.sha256(json.dumps([_CACHE_FORMAT, tokenizers.__version__, self.vocab_size,
-                                           self.min_frequency, label]).encode())
-            for t in texts:
-                h.update(t.encode("utf-8") + b"\n")
-            plan[side] = (self.cache_dir / "tokenizers" / f"{self.name}-{label}-{h.hexdigest()[:12]}.json", texts)
+            key = cache_key([_CACHE_FORMAT, self.vocab_size, self.min_frequency, label], texts)
+            plan[side] = (self.cache_dir / "tokenizers" / f"{self.name}-{label}-{key}.json", texts)
         return plan
 
     def use_info(self, info: dict) -> None:
@@ -110,21 +99,8 @@ class TranslationDataModule(L.LightningDataModule):
             if path.is_file() or side in self._uncached:
                 continue
             tok = train_bpe(texts, self.vocab_size, self.min_frequency)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-            except OSError as e:  # a read-only data folder (a shared copy of the data sets) still works
-                print(f"note: cannot cache the tokenizer in {path.parent} ({e.strerror}); it is learnt again at "
-                      f"each start", flush=True)
+            if not save_tokenizer(tok, path):
                 self._uncached[side] = tok
-                continue
-            os.close(fd)
-            try:
-                tok.save(tmp)
-                os.chmod(tmp, 0o644)  # mkstemp makes it private
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -165,31 +141,6 @@ class TranslationDataModule(L.LightningDataModule):
                 "src_vocab_size": self.src_tok.get_vocab_size(), "tgt_vocab_size": self.tgt_tok.get_vocab_size(),
                 "shared_vocab": self.shared_vocab, "pad_id": PAD_ID, "bos_id": BOS_ID, "eos_id": EOS_ID,
                 "unk_id": UNK_ID}
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = BucketBatchSampler(self._lengths[split], self.batch_size, seed=seed, shuffle=train)
-        if self.num_workers > 0:
-            # the tokenizers were used with threads before the fork; the workers never tokenise
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        # the loader's own generator: starting an epoch then draws nothing from the global generator, which
-        # EpochReseed resets at each epoch start
-        return DataLoader(getattr(self, f"{split}_set"), batch_sampler=sampler, collate_fn=collate_pairs,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(seed))
-
-    def train_dataloader(self):
-        return self._loader("train", train=True)
-
-    def val_dataloader(self):
-        return self._loader("val", train=False)
-
-    def test_dataloader(self):
-        return self._loader("test", train=False)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        """The tensors to the device; the texts stay lists of strings."""
-        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     # inference -------------------------------------------------------------------------------------
     @staticmethod

@@ -15,6 +15,15 @@ from hydra.utils import instantiate
 from torch import nn
 
 
+def gather_objects(items: list) -> list:
+    """Every rank's list, concatenated (all ranks get all), so corpus-level results see every example once."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, items)
+        return [x for part in parts for x in part]
+    return items
+
+
 def _no_decay(name: str, p: torch.Tensor) -> bool:
     """Biases and normalisation weights (1-D tensors) are not decayed."""
     return p.ndim <= 1

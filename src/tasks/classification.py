@@ -4,14 +4,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassAUROC, MulticlassConfusionMatrix,
+                                         MulticlassF1Score)
 
 from src.tasks.base import Task
 
 
-def _metrics(num_classes: int) -> MetricCollection:
+def _metrics(num_classes: int, auroc: bool = False) -> MetricCollection:
     metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"),
                "f1": MulticlassF1Score(num_classes, average="macro")}
+    if auroc:  # macro one-vs-rest; with two classes, the plain binary AUROC
+        metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
     if num_classes > 5:
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     # no compute groups: torchmetrics merges metrics whose states are equal after the first batch, so a
@@ -20,11 +23,14 @@ def _metrics(num_classes: int) -> MetricCollection:
 
 
 class ClassificationTask(Task):
-    """Subclasses turn a batch into model inputs (`inputs`) and may add to `model_kwargs`.
+    """Subclasses turn a batch into model inputs (`inputs`) and labels (`target`), and may add to
+    `model_kwargs`; `auroc = True` adds {val,test}/auroc.
 
     data_info must hold `class_names`. Logged: train/loss, train/acc, {val,test}/{loss,acc,f1,acc_top5};
     the test confusion matrix is kept in `self.confusion` for the plotting callback.
     """
+
+    auroc = False
 
     def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -32,8 +38,8 @@ class ClassificationTask(Task):
         n = len(self.class_names)
         # training accuracy as two running counts: a torchmetrics update costs more than a small model's step
         self.register_buffer("train_counts", torch.zeros(2, dtype=torch.long), persistent=False)
-        self.val_metrics = _metrics(n).clone(prefix="val/")
-        self.test_metrics = _metrics(n).clone(prefix="test/")
+        self.val_metrics = _metrics(n, self.auroc).clone(prefix="val/")
+        self.test_metrics = _metrics(n, self.auroc).clone(prefix="test/")
         self.confusion = MulticlassConfusionMatrix(n)
         self.label_smoothing = label_smoothing
 
@@ -43,6 +49,9 @@ class ClassificationTask(Task):
     def inputs(self, batch):
         return batch[0]
 
+    def target(self, batch):
+        return batch[-1]
+
     def forward(self, x):
         return self.net(x)
 
@@ -50,7 +59,7 @@ class ClassificationTask(Task):
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def training_step(self, batch, batch_idx):
-        y = batch[-1]
+        y = self.target(batch)
         logits = self(self.inputs(batch))
         loss = self._loss(logits, y)
         self.train_counts += torch.stack([(logits.detach().argmax(-1) == y).sum(), y.new_tensor(y.numel())])
@@ -66,7 +75,7 @@ class ClassificationTask(Task):
         self.log("train/acc", correct / max(1, seen), sync_dist=True)  # over the whole epoch (mean of ranks)
 
     def _evaluate(self, batch, split: str, metrics: MetricCollection):
-        y = batch[-1]
+        y = self.target(batch)
         logits = self(self.inputs(batch))
         self.log(f"{split}/loss", F.cross_entropy(logits, y), batch_size=y.shape[0], sync_dist=True,
                  add_dataloader_idx=False)
@@ -79,7 +88,7 @@ class ClassificationTask(Task):
 
     def test_step(self, batch, batch_idx):
         logits = self._evaluate(batch, "test", self.test_metrics)
-        self.confusion.update(logits, batch[-1])
+        self.confusion.update(logits, self.target(batch))
 
     def on_test_epoch_start(self):
         self.confusion.reset()

@@ -9,17 +9,8 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from src.tasks.base import Task
+from src.tasks.base import Task, gather_objects
 from src.text import decode
-
-
-def _gather(items: list) -> list:
-    """Every rank's list, concatenated (all ranks get all), so corpus metrics see every sentence once."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        parts = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(parts, items)
-        return [x for part in parts for x in part]
-    return items
 
 
 class Translation(Task):
@@ -102,8 +93,8 @@ class Translation(Task):
         self._outputs += list(zip(batch["src_text"], batch["ref"], hyps))
 
     def _epoch_end(self, split: str) -> list:
-        outputs = _gather(self._outputs)
-        nll, ntok = (sum(x) for x in zip(*_gather([tuple(self._nll)])))
+        outputs = gather_objects(self._outputs)
+        nll, ntok = (sum(x) for x in zip(*gather_objects([tuple(self._nll)])))
         self._outputs, self._nll = [], [0.0, 0]
         if not outputs:
             return outputs

@@ -1,0 +1,172 @@
+"""What the text classification data modules share (sst2, imdb, text_csv): a word-level or BPE tokenizer
+learnt on the training split (cached as JSON), every text encoded once, length-bucketed batches, and the
+tokenizer and label names handed to the task through `info` (so they travel in the checkpoint).
+
+A subclass only says where the (text, label) pairs come from: `read_splits()`, and `prepare_files()` when
+files must be downloaded or checked first.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from src.data.text import (PAD_ID, UNK_ID, BucketedLoaders, _normalizer, _pad, cache_key, encode, save_tokenizer,
+                           tokenizer_from_str, train_bpe, train_word_level)
+from src.errors import UserError
+
+SPLITS = ("train", "val", "test")
+TOKENIZERS = ("word", "bpe")
+_CACHE_FORMAT = 1  # bump when a tokenizer's recipe changes in a way that changes its output
+
+
+def collate_texts(examples: list[dict], pad_id: int = PAD_ID) -> dict:
+    """[{"ids", "label", "text"}] -> {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...]}."""
+    ids, lengths = _pad([e["ids"] for e in examples], pad_id)
+    return {"ids": ids, "lengths": lengths, "label": torch.tensor([e["label"] for e in examples]),
+            "text": [e["text"] for e in examples]}
+
+
+class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
+    """Base for text classification data.
+
+    tokenizer: word (whole words, the vocab_size most frequent seen min_frequency times; others are [UNK]) or
+        bpe (subwords: no word is unknown). lowercase: fold case first.
+    max_len: texts are cut to this many tokens (0: never), in every split and in predict.py alike.
+    """
+
+    name = "text"  # prefix of the cached tokenizer's file name
+    collate = staticmethod(collate_texts)
+
+    def __init__(self, tokenizer: str = "word", vocab_size: int = 30000, min_frequency: int = 1,
+                 lowercase: bool = True, max_len: int = 0, batch_size: int = 64, num_workers: int = 0,
+                 data_dir: str = "data", download: bool = True, cache_dir: str | None = None):
+        super().__init__()
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"data.tokenizer={tokenizer!r}: choose word or bpe")
+        if vocab_size <= 4:
+            raise ValueError(f"data.vocab_size={vocab_size} should be well above the 4 special tokens (e.g. 30000)")
+        if min_frequency < 1:
+            raise ValueError(f"data.min_frequency={min_frequency} should be a positive integer")
+        if max_len < 0:
+            raise ValueError(f"data.max_len={max_len} should be a number of tokens, or 0 for no limit")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
+        self.tokenizer_kind, self.vocab_size, self.min_frequency = tokenizer, int(vocab_size), int(min_frequency)
+        self.lowercase, self.max_len = bool(lowercase), int(max_len)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.data_dir, self.download = Path(data_dir), bool(download)
+        # derived files (the tokenizer) go here, not into data_dir, which may be a read-only shared copy
+        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
+        self.class_names: list[str] = []
+        self.tok = None
+        self.train_set = self.val_set = self.test_set = None
+        self._splits: dict | None = None
+        self._lengths: dict[str, list[int]] = {}
+        self._uncached = None  # a tokenizer that could not be written to cache_dir
+        self._given = None  # the tokenizer of a checkpoint (use_info), and its labels
+        self._given_classes: list[str] = []
+
+    # subclasses -------------------------------------------------------------------------------------
+    def prepare_files(self) -> None:
+        """Download or check the raw files (called before read_splits); nothing by default."""
+
+    def read_splits(self) -> dict[str, list[tuple[str, int]]]:
+        """{"train": [(text, label index), ...], "val": [...], "test": [...]}; sets self.class_names."""
+        raise NotImplementedError
+
+    # tokenizer --------------------------------------------------------------------------------------
+    def splits(self) -> dict[str, list[tuple[str, int]]]:
+        """read_splits(), once per instance (prepare_data and setup both need it)."""
+        if self._splits is None:
+            self.prepare_files()
+            splits = self.read_splits()
+            for split in SPLITS:
+                if not splits.get(split):
+                    raise UserError(f"{type(self).__name__}: the {split} split is empty.")
+            if len(self.class_names) < 2:
+                raise UserError(f"{type(self).__name__}: the data has {len(self.class_names)} label(s); a "
+                                f"classifier needs two or more.")
+            self._splits = splits
+        return self._splits
+
+    def _tokenizer_path(self) -> tuple[Path, list[str]]:
+        texts = [t for t, _ in self.splits()["train"]]
+        key = cache_key([_CACHE_FORMAT, self.tokenizer_kind, self.vocab_size, self.min_frequency, self.lowercase],
+                        texts)
+        return self.cache_dir / "tokenizers" / f"{self.name}-{self.tokenizer_kind}-{key}.json", texts
+
+    def _learn(self, texts: list[str]):
+        if self.tokenizer_kind == "word":
+            return train_word_level(texts, self.vocab_size, self.min_frequency, self.lowercase)
+        tok = train_bpe([t.lower() for t in texts] if self.lowercase else texts, self.vocab_size,
+                        max(2, self.min_frequency))
+        tok.normalizer = _normalizer(self.lowercase)  # what was learnt on lower-cased text is read the same way
+        return tok
+
+    def use_info(self, info: dict) -> None:
+        """Encode with the tokenizer and labels a checkpoint carries (eval.py), not ones learnt again here."""
+        self._given = tokenizer_from_str(info["tokenizer"])
+        self._given_classes = list(info["class_names"])
+
+    # Lightning hooks --------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Files, then the tokenizer learnt on the training split and cached. Cheap when the cache is there."""
+        self.splits()
+        if self._given:
+            return
+        path, texts = self._tokenizer_path()
+        if path.is_file() or self._uncached is not None:
+            return
+        tok = self._learn(texts)
+        if not save_tokenizer(tok, path):
+            self._uncached = tok
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from tokenizers import Tokenizer
+
+        splits = self.splits()
+        if self._given:
+            self.tok = self._given
+            if self._given_classes != self.class_names:
+                raise UserError(f"the checkpoint's labels {self._given_classes} differ from this data's "
+                                f"{self.class_names}: evaluate it on the data it was trained for.")
+        else:
+            path, _ = self._tokenizer_path()
+            if not path.is_file() and self._uncached is None:
+                self.prepare_data()
+            self.tok = self._uncached or Tokenizer.from_file(str(path))
+        for split in SPLITS:
+            pairs = splits[split]
+            encoded = self.tok.encode_batch([t for t, _ in pairs], add_special_tokens=False)
+            examples = [{"ids": self._cut(e.ids), "label": label, "text": text}
+                        for e, (text, label) in zip(encoded, pairs)]
+            setattr(self, f"{split}_set", examples)
+            self._lengths[split] = [len(e["ids"]) for e in examples]
+
+    def _cut(self, ids: list[int]) -> list[int]:
+        ids = ids[:self.max_len] if self.max_len else ids
+        return ids or [UNK_ID]  # a text of no known token is read as one unknown word
+
+    @property
+    def info(self) -> dict:
+        """What the task needs to build its model and read its outputs; stored in the checkpoint."""
+        self.setup()
+        return {"class_names": list(self.class_names), "tokenizer": self.tok.to_str(),
+                "vocab_size": self.tok.get_vocab_size(), "pad_id": PAD_ID, "unk_id": UNK_ID, "max_len": self.max_len}
+
+    # inference -------------------------------------------------------------------------------------
+    @staticmethod
+    def read_input(raw: str, info: dict) -> dict:
+        """One text -> {"ids", "text"}, with the checkpoint's tokenizer and max_len."""
+        ids = encode(tokenizer_from_str(info["tokenizer"]), raw.strip())
+        ids = ids[:info["max_len"]] if info.get("max_len") else ids
+        return {"ids": ids or [info["unk_id"]], "text": raw}
+
+    @staticmethod
+    def collate_inputs(samples: list[dict], info: dict) -> dict:
+        ids, lengths = _pad([s["ids"] for s in samples], info["pad_id"])
+        return {"ids": ids, "lengths": lengths, "text": [s["text"] for s in samples]}

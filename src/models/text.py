@@ -1,0 +1,114 @@
+"""Text classifiers over padded token ids: a recurrent one (BiLSTM/BiGRU, packed sequences, max/mean/attention
+pooling) and Kim's (2014) convolutional one. Both take (ids (B, T), lengths (B,)) and return logits (B, C).
+
+Padding never changes a prediction: the recurrent net packs its input, so padded steps are never run, and
+every pooling masks them; the CNN's padding token embeds to zeros, exactly the zeros its wide convolution
+pads with, and windows that start beyond the text are masked before max-pooling.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+POOLINGS = ("max", "mean", "attention", "max_mean")
+
+
+def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, width) True at the positions inside each text."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class WordDropout(nn.Module):
+    """In training, replaces each token by `unk_id` with probability p (padding is left alone), so that the
+    model learns what to do with words it has never seen, as at test time."""
+
+    def __init__(self, p: float, unk_id: int, pad_id: int):
+        super().__init__()
+        self.p, self.unk_id, self.pad_id = p, unk_id, pad_id
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0:
+            return ids
+        drop = (torch.rand(ids.shape, device=ids.device) < self.p) & (ids != self.pad_id)
+        return ids.masked_fill(drop, self.unk_id)
+
+
+class RNNClassifier(nn.Module):
+    """Embedding -> (bidirectional) LSTM or GRU over the packed sequence -> pooling over time -> dropout ->
+    linear. pooling: max, mean, attention (a learnt query scores each step; masked softmax) or max_mean
+    (both, concatenated)."""
+
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300, hidden: int = 256,
+                 layers: int = 1, cell: str = "lstm", bidirectional: bool = True, pooling: str = "max",
+                 dropout: float = 0.5, embed_dropout: float = 0.3, word_dropout: float = 0.0,
+                 pad_id: int = 0, unk_id: int = 3):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"model.cell={cell!r}: choose lstm or gru")
+        if pooling not in POOLINGS:
+            raise ValueError(f"model.pooling={pooling!r}: choose one of {', '.join(POOLINGS)}")
+        for key, value in (("embed_dim", embed_dim), ("hidden", hidden), ("layers", layers)):
+            if value < 1:
+                raise ValueError(f"model.{key}={value} should be a positive integer")
+        self.pooling = pooling
+        self.word_dropout = WordDropout(word_dropout, unk_id, pad_id)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(embed_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+                       dropout=dropout if layers > 1 else 0.0)
+        width = hidden * (2 if bidirectional else 1)
+        self.attention = nn.Linear(width, 1) if pooling == "attention" else None
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(width * (2 if pooling == "max_mean" else 1), num_classes)
+        self.last_attention: torch.Tensor | None = None  # (B, T) weights of the last forward, for plots
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embed_dropout(self.embed(self.word_dropout(ids)))
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = self.rnn(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])  # padded steps are 0
+        mask = _mask(lengths, h.shape[1])
+        if self.pooling == "attention":
+            scores = self.attention(h).squeeze(-1).masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=1)
+            self.last_attention = weights.detach()
+            pooled = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
+        else:
+            mean = h.sum(1) / lengths.clamp(min=1).unsqueeze(1).to(h.dtype)
+            top = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+            pooled = {"max": top, "mean": mean, "max_mean": torch.cat([top, mean], dim=1)}[self.pooling]
+        return self.out(self.dropout(pooled))
+
+
+class TextCNN(nn.Module):
+    """Kim (2014): embedding -> parallel 1-D convolutions of several widths -> ReLU -> max over time ->
+    dropout -> linear. The convolutions are "wide" (padded by width - 1 on both sides), so a text shorter
+    than a filter is still read."""
+
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300, kernel_sizes=(3, 4, 5),
+                 channels: int = 100, dropout: float = 0.5, embed_dropout: float = 0.0, word_dropout: float = 0.0,
+                 pad_id: int = 0, unk_id: int = 3):
+        super().__init__()
+        kernel_sizes = [int(k) for k in kernel_sizes]
+        if not kernel_sizes or min(kernel_sizes) < 1:
+            raise ValueError(f"model.kernel_sizes={kernel_sizes} should be a list of positive widths, e.g. [3,4,5]")
+        if channels < 1:
+            raise ValueError(f"model.channels={channels} should be a positive integer")
+        self.word_dropout = WordDropout(word_dropout, unk_id, pad_id)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k, padding=k - 1) for k in kernel_sizes)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels * len(kernel_sizes), num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embed_dropout(self.embed(self.word_dropout(ids))).transpose(1, 2)  # (B, E, T)
+        pooled = []
+        for conv in self.convs:
+            k = conv.kernel_size[0]
+            y = torch.relu(conv(x))  # (B, C, T + k - 1); output j reads tokens j-k+1 .. j
+            keep = _mask(lengths.clamp(min=1) + k - 1, y.shape[2])  # windows that touch the text
+            pooled.append(y.masked_fill(~keep.unsqueeze(1), float("-inf")).amax(2))
+        return self.out(self.dropout(torch.cat(pooled, dim=1)))

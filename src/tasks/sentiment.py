@@ -1,0 +1,60 @@
+"""Sentiment (text) classification: padded token ids in, logits out; accuracy, macro F1 and AUROC, the
+confusion matrix, and the test mistakes the model was surest of (written by the MistakesList callback)."""
+from __future__ import annotations
+
+import torch
+
+from src.tasks.base import gather_objects
+from src.tasks.classification import ClassificationTask
+
+
+class SentimentClassification(ClassificationTask):
+    """data_info: class_names, tokenizer (JSON), vocab_size, pad_id, unk_id, max_len.
+
+    batch: {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...]}. num_mistakes: how many of the
+    most confident wrong test predictions `test_mistakes()` returns (text, true, predicted, probability).
+    """
+
+    auroc = True
+
+    def __init__(self, *args, num_mistakes: int = 25, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_mistakes = int(num_mistakes)
+        self._wrong: list[dict] = []
+
+    def model_kwargs(self):
+        info = self.data_info
+        return {**super().model_kwargs(), "vocab_size": info["vocab_size"], "pad_id": info["pad_id"],
+                "unk_id": info["unk_id"]}
+
+    def inputs(self, batch):
+        return batch
+
+    def target(self, batch):
+        return batch["label"]
+
+    def forward(self, x: dict) -> torch.Tensor:
+        return self.net(x["ids"], x["lengths"])
+
+    # the most confident mistakes --------------------------------------------------------------------
+    def test_step(self, batch, batch_idx):
+        logits = self._evaluate(batch, "test", self.test_metrics)
+        y = batch["label"]
+        self.confusion.update(logits, y)
+        p, pred = torch.softmax(logits.float(), -1).max(-1)
+        for i in (pred != y).nonzero().flatten().tolist():
+            self._wrong.append({"probability": round(float(p[i]), 4), "true": self.class_names[int(y[i])],
+                                "predicted": self.class_names[int(pred[i])], "text": batch["text"][i]})
+        # keep the list short as it grows: only the surest num_mistakes can end up in the file
+        if len(self._wrong) > 4 * self.num_mistakes:
+            self._wrong = sorted(self._wrong, key=lambda m: -m["probability"])[:self.num_mistakes]
+
+    def on_test_epoch_start(self):
+        super().on_test_epoch_start()
+        self._wrong = []
+
+    def test_mistakes(self) -> list[dict]:
+        """The surest wrong predictions of the last test, surest first. Every rank must call it (it gathers
+        all ranks' lists, so the list is the whole test set's)."""
+        wrong = gather_objects(self._wrong)
+        return sorted(wrong, key=lambda m: (-m["probability"], m["text"]))[:self.num_mistakes]

@@ -1,0 +1,181 @@
+"""Sentiment: the models (padding never changes a prediction; each learns a tiny task), the task end to end on
+a tiny SST-2 tree written in GLUE's layout (train, eval, predict), and predict.py's quoting of free text."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from src.cli import quote_text
+from src.models.text import POOLINGS, RNNClassifier, TextCNN, WordDropout
+from tests.helpers import QUICK, run_script
+
+MODELS = [(RNNClassifier, {"cell": "lstm", "pooling": p}) for p in POOLINGS] + [
+    (RNNClassifier, {"cell": "gru", "pooling": "max", "layers": 2, "bidirectional": False}),
+    (TextCNN, {"kernel_sizes": [2, 5]})]
+
+
+@pytest.mark.parametrize("cls,kwargs", MODELS, ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+def test_padding_never_changes_a_prediction(cls, kwargs):
+    torch.manual_seed(0)
+    net = cls(vocab_size=40, num_classes=3, embed_dim=16, **({"hidden": 8} if cls is RNNClassifier else {}),
+              **kwargs).eval()
+    texts = [torch.randint(4, 40, (n,)) for n in (9, 1, 4, 2)]
+    batch = torch.zeros(4, 12, dtype=torch.long)  # padded well beyond the longest
+    for i, t in enumerate(texts):
+        batch[i, :len(t)] = t
+    together = net(batch, torch.tensor([len(t) for t in texts]))
+    for i, t in enumerate(texts):
+        alone = net(t[None], torch.tensor([len(t)]))
+        torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_word_dropout_acts_in_training_only_and_spares_padding():
+    drop = WordDropout(0.5, unk_id=3, pad_id=0)
+    ids = torch.tensor([[5, 6, 7, 8, 0, 0]] * 200)
+    out = drop.train()(ids)
+    assert (out[:, 4:] == 0).all() and 0.4 < (out[:, :4] == 3).float().mean() < 0.6
+    assert torch.equal(drop.eval()(ids), ids)
+
+
+def counting_task(n: int, seed: int):
+    """Label 1 when token 5 occurs more often than token 6 among random filler tokens; lengths 3-15."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(n, 15, dtype=torch.long)
+    lengths = torch.randint(3, 16, (n,), generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    for i in range(n):
+        words = torch.randint(7, 30, (int(lengths[i]),), generator=g)
+        k = int(torch.randint(1, 3, (1,), generator=g))
+        pos = torch.randperm(int(lengths[i]), generator=g)[:k]
+        words[pos] = 5 if y[i] else 6
+        ids[i, :lengths[i]] = words
+    return ids, lengths, y
+
+
+@pytest.mark.parametrize("cls", [RNNClassifier, TextCNN])
+def test_each_model_learns_a_tiny_task(cls):
+    torch.manual_seed(0)
+    net = cls(vocab_size=30, num_classes=2, embed_dim=32, dropout=0.1)
+    ids, lengths, y = counting_task(512, seed=0)
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-3)
+    net.train()
+    losses = []
+    for step in range(120):
+        idx = torch.randint(0, len(y), (32,))
+        loss = torch.nn.functional.cross_entropy(net(ids[idx], lengths[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    ids_t, lengths_t, y_t = counting_task(200, seed=1)
+    acc = (net.eval()(ids_t, lengths_t).argmax(-1) == y_t).float().mean().item()
+    assert sum(losses[-10:]) < 0.3 * sum(losses[:10]) and acc > 0.95
+
+
+def test_bad_model_options_are_named():
+    with pytest.raises(ValueError, match="model.pooling"):
+        RNNClassifier(vocab_size=10, num_classes=2, pooling="median")
+    with pytest.raises(ValueError, match="model.cell"):
+        RNNClassifier(vocab_size=10, num_classes=2, cell="rnn")
+    with pytest.raises(ValueError, match="model.kernel_sizes"):
+        TextCNN(vocab_size=10, num_classes=2, kernel_sizes=[])
+
+
+@pytest.mark.parametrize("text", ["a gorgeous, witty film", "it's [great] = {yes}", "C:\\dir\\", "x'y\\'z"])
+def test_predict_keeps_free_text_one_string(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arg = quote_text(["predict.py", f"input={text}"])[1]
+    assert OverridesParser.create().parse_overrides([arg])[0].value() == text
+    assert quote_text(["predict.py", "input='already, quoted'", "top_k=2"])[1:] == ["input='already, quoted'", "top_k=2"]
+
+
+# -- end to end on a tiny SST-2 ------------------------------------------------------------------------
+GOOD = ["good", "great", "witty", "gorgeous", "charming", "moving"]
+BAD = ["bad", "dull", "awful", "boring", "flat", "tedious"]
+FILLER = ["the", "film", "movie", "is", "a", "plot", "story", "acting", "and", "quite", "really", "its"]
+
+
+def tiny_sst2(folder, seed=0):
+    """GLUE's layout: SST-2/{train,dev}.tsv; train holds each sentence and some of its phrases."""
+    rng = random.Random(seed)
+
+    def sentence():
+        label = rng.random() < 0.5
+        words = rng.choices(FILLER, k=rng.randint(3, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
+        return " ".join(words), int(label)
+
+    (folder / "SST-2").mkdir(parents=True)
+    train, seen = [], set()
+    for _ in range(400):
+        text, label = sentence()
+        words = text.split()
+        for phrase in {text, " ".join(words[1:]), " ".join(words[-3:])} - seen:
+            if any(w in phrase.split() for w in GOOD + BAD):
+                train.append((phrase, label))
+                seen.add(phrase)
+    dev = [sentence() for _ in range(80)]
+    for name, rows in (("train.tsv", train), ("dev.tsv", dev)):
+        lines = ["sentence\tlabel"] + [f"{t} \t{y}" for t, y in rows]  # GLUE's trailing space
+        (folder / "SST-2" / name).write_text("\n".join(lines) + "\n")
+
+
+TINY = ["task=sentiment", "trainer.max_epochs=6", "model.embed_dim=32", "data.batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sentiment")
+    tiny_sst2(root / "data")
+    run_dir = root / "run"
+    run_script("train.py", *QUICK, *TINY, "model.hidden=16", f"data.data_dir={root / 'data'}",
+               f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={run_dir}")
+    return root
+
+
+def test_learns_tiny_sst2_and_lists_its_surest_mistakes(trained):
+    run_dir = trained / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"test/acc", "test/f1", "test/auroc", "val/acc"} <= metrics.keys()
+    assert metrics["test/acc"] > 0.9 and metrics["test/auroc"] > 0.95
+    assert (run_dir / "confusion_matrix.png").is_file()
+    lines = (run_dir / "mistakes.tsv").read_text().splitlines()
+    assert lines[0] == "probability\ttrue\tpredicted\ttext"
+    wrong = [line.split("\t") for line in lines[1:]]
+    assert len(wrong) == round((1 - metrics["test/acc"]) * 80)
+    assert [float(w[0]) for w in wrong] == sorted((float(w[0]) for w in wrong), reverse=True)
+    assert all(w[1] != w[2] for w in wrong)
+
+
+def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
+    ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
+    shutil.rmtree(trained / "cache" / "tokenizers")
+    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu",
+               f"paths.cache_dir={trained / 'cache'}")
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    original = json.loads((trained / "run" / "metrics.json").read_text())
+    assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
+    assert not (trained / "cache" / "tokenizers").exists()  # nothing learnt again
+
+
+def test_predict_reads_text_and_files_of_lines(trained, tmp_path):
+    ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
+    out = run_script("predict.py", f"ckpt_path={ckpt}", "input=a gorgeous, witty film")
+    line = json.loads(out.stdout.strip().splitlines()[-1])
+    assert line["input"] == "a gorgeous, witty film" and line["prediction"] == "positive"
+    (tmp_path / "reviews.txt").write_text("the plot is dull\n\nquite charming and moving\n")
+    out = run_script("predict.py", f"ckpt_path={ckpt}", f"inputs={tmp_path / 'reviews.txt'}")
+    lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
+    assert [x["prediction"] for x in lines] == ["negative", "positive"]
+    assert all(0.5 < x["probability"] <= 1 for x in lines)
+
+
+def test_textcnn_trains_end_to_end(trained, tmp_path):
+    run_script("train.py", *QUICK, *TINY, "model=textcnn", "model.channels=16", f"data.data_dir={trained / 'data'}",
+               f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/acc"] > 0.9
