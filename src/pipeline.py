@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import WeightAveraging
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -185,6 +186,9 @@ def train(cfg: DictConfig) -> float | None:
 
     if cfg.get("train", True):
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weight averaging is done once fitting ends: the checkpoints hold the averaged weights, which validate and
+    # test must load as they are (the callback would swap in its own copy of the average)
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not cfg.get("train", True):
         best = ckpt_path or ""  # train=false: evaluate the checkpoint given, not fresh weights

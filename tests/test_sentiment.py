@@ -152,6 +152,32 @@ def test_learns_tiny_sst2_and_lists_its_surest_mistakes(trained):
     assert all(w[1] != w[2] for w in wrong)
 
 
+def test_the_averaged_weights_are_what_is_validated_checkpointed_and_tested(trained):
+    """task=sentiment averages its weights (callbacks.ema): the best checkpoint holds the average, and validating
+    it after training repeats the val/acc the average scored when the checkpoint was chosen."""
+    import csv
+
+    run_dir = trained / "run"
+    ckpt = torch.load(next((run_dir / "checkpoints").glob("best-*.ckpt")), map_location="cpu", weights_only=True)
+    assert any(not torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k]) for k in ckpt["state_dict"])
+    with open(next((run_dir / "csv").rglob("metrics.csv"))) as f:
+        logged = [float(r["val/acc"]) for r in csv.DictReader(f) if r.get("val/acc")]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(logged) == 6 + 1  # one a training epoch, then the best checkpoint validated again
+    assert metrics["val/acc"] == logged[-1] == pytest.approx(max(logged[:-1]))
+
+
+def test_ema_warms_up():
+    from src.callbacks.ema import EMA
+
+    average = EMA(decay=0.999)._kwargs["avg_fn"]
+    avg, current = torch.zeros(3), torch.ones(3)
+    assert torch.allclose(average(avg, current, torch.tensor(0)), torch.full((3,), 0.9))  # decay 1/10 at first
+    assert torch.allclose(average(avg, current, torch.tensor(10_000)), torch.full((3,), 0.001))  # then 0.999
+    with pytest.raises(ValueError, match="decay"):
+        EMA(decay=1.5)
+
+
 def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
     ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
     shutil.rmtree(trained / "cache" / "tokenizers")
