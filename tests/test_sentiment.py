@@ -15,22 +15,43 @@ from tests.helpers import QUICK, run_script
 
 MODELS = [(RNNClassifier, {"cell": "lstm", "pooling": p}) for p in POOLINGS] + [
     (RNNClassifier, {"cell": "gru", "pooling": "max", "layers": 2, "bidirectional": False}),
-    (TextCNN, {"kernel_sizes": [2, 5]})]
+    (RNNClassifier, {"ngram_buckets": 50}), (TextCNN, {"kernel_sizes": [2, 5]}),
+    (TextCNN, {"ngram_buckets": 50})]
 
 
 @pytest.mark.parametrize("cls,kwargs", MODELS, ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
 def test_padding_never_changes_a_prediction(cls, kwargs):
+    """Each text alone, and padded in a batch (ids and n-grams) beyond the longest: the same logits."""
     torch.manual_seed(0)
     net = cls(vocab_size=40, num_classes=3, embed_dim=16, **({"hidden": 8} if cls is RNNClassifier else {}),
               **kwargs).eval()
     texts = [torch.randint(4, 40, (n,)) for n in (9, 1, 4, 2)]
-    batch = torch.zeros(4, 12, dtype=torch.long)  # padded well beyond the longest
-    for i, t in enumerate(texts):
+    grams = [torch.randint(1, 51, (n, k)) for n, k in zip((9, 1, 4, 2), (3, 5, 2, 4))]
+    for g in grams:
+        g[0, -1] = 0  # a token with fewer n-grams than the widest
+    batch, batch_grams = torch.zeros(4, 12, dtype=torch.long), torch.zeros(4, 12, 6, dtype=torch.long)
+    for i, (t, g) in enumerate(zip(texts, grams)):
         batch[i, :len(t)] = t
-    together = net(batch, torch.tensor([len(t) for t in texts]))
-    for i, t in enumerate(texts):
-        alone = net(t[None], torch.tensor([len(t)]))
+        batch_grams[i, :g.shape[0], :g.shape[1]] = g
+    with_grams = "ngram_buckets" in kwargs
+    together = net(batch, torch.tensor([len(t) for t in texts]), batch_grams if with_grams else None)
+    for i, (t, g) in enumerate(zip(texts, grams)):
+        alone = net(t[None], torch.tensor([len(t)]), g[None] if with_grams else None)
         torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_char_ngrams_know_an_unseen_word_by_its_pieces():
+    from src.data.text import CharNgrams
+
+    grams = CharNgrams(3, 5, buckets=10**6)
+    text = "Unflinchingly bleak"
+    rows = grams(text, [(0, 13), (14, 19)])
+    assert rows.shape == (2, 32) and rows.dtype.name == "int32"
+    bleak = [g for g in rows[1] if g]
+    assert len(bleak) == 5 + 4 + 3  # <bl ble lea eak ak>, <ble blea leak eak>, <blea bleak leak>
+    assert len(set(bleak) & set(grams.token("bleakly"))) == 12 - 3  # all but ak>, eak>, leak>
+    assert grams(text, [(0, 13)])[0].tolist() == CharNgrams(3, 5, 10**6).token("unflinchingly")  # lower-cased
+    assert rows.min(initial=1, where=rows > 0) >= 1 and rows.max() <= 10**6
 
 
 def test_word_dropout_acts_in_training_only_and_spares_padding():
@@ -125,7 +146,7 @@ def tiny_sst2(folder, seed=0):
         (folder / "SST-2" / name).write_text("\n".join(lines) + "\n")
 
 
-TINY = ["task=sentiment", "trainer.max_epochs=6", "model.embed_dim=32", "data.batch_size=32"]
+TINY = ["task=sentiment", "trainer.max_epochs=10", "model.embed_dim=32", "data.batch_size=32"]
 
 
 @pytest.fixture(scope="module")
@@ -163,17 +184,20 @@ def test_the_averaged_weights_are_what_is_validated_checkpointed_and_tested(trai
     with open(next((run_dir / "csv").rglob("metrics.csv"))) as f:
         logged = [float(r["val/acc"]) for r in csv.DictReader(f) if r.get("val/acc")]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert len(logged) == 6 + 1  # one a training epoch, then the best checkpoint validated again
+    assert len(logged) == 10 + 1  # one a training epoch, then the best checkpoint validated again
     assert metrics["val/acc"] == logged[-1] == pytest.approx(max(logged[:-1]))
 
 
 def test_ema_warms_up():
     from src.callbacks.ema import EMA
 
-    average = EMA(decay=0.999)._kwargs["avg_fn"]
-    avg, current = torch.zeros(3), torch.ones(3)
-    assert torch.allclose(average(avg, current, torch.tensor(0)), torch.full((3,), 0.9))  # decay 1/10 at first
-    assert torch.allclose(average(avg, current, torch.tensor(10_000)), torch.full((3,), 0.001))  # then 0.999
+    average = EMA(decay=0.999)._kwargs["multi_avg_fn"]
+    avg, current = [torch.zeros(3), torch.zeros(2, dtype=torch.float64)], [torch.ones(3), torch.ones(2, dtype=torch.float64)]
+    average(avg, current, torch.tensor(0))  # decay 1/10 at first
+    assert torch.allclose(avg[0], torch.full((3,), 0.9)) and torch.allclose(avg[1], torch.full((2,), 0.9, dtype=torch.float64))
+    avg = [torch.zeros(3), torch.tensor(5)]
+    average(avg, [torch.ones(3), torch.tensor(9)], torch.tensor(10_000))  # then 0.999; a counter is copied
+    assert torch.allclose(avg[0], torch.full((3,), 0.001)) and avg[1].item() == 9
     with pytest.raises(ValueError, match="decay"):
         EMA(decay=1.5)
 

@@ -7,25 +7,43 @@ files must be downloaded or checked first.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
-from src.data.text import (PAD_ID, UNK_ID, BucketedLoaders, _normalizer, _pad, cache_key, encode, save_tokenizer,
-                           tokenizer_from_str, train_bpe, train_word_level)
+from src.data.text import (PAD_ID, UNK_ID, BucketedLoaders, CharNgrams, _normalizer, _pad, cache_key,
+                           save_tokenizer, tokenizer_from_str, train_bpe, train_word_level)
 from src.errors import UserError
 
 SPLITS = ("train", "val", "test")
 TOKENIZERS = ("word", "bpe")
-_CACHE_FORMAT = 1  # bump when a tokenizer's recipe changes in a way that changes its output
+_CACHE_FORMAT = 2  # bump when a tokenizer's recipe changes in a way that changes its output
+
+
+def _pad_ngrams(grams: list[np.ndarray], width: int) -> torch.Tensor:
+    out = np.zeros((len(grams), width, max(g.shape[1] for g in grams)), dtype=np.int64)
+    for i, g in enumerate(grams):
+        out[i, :g.shape[0], :g.shape[1]] = g
+    return torch.from_numpy(out)
 
 
 def collate_texts(examples: list[dict], pad_id: int = PAD_ID) -> dict:
-    """[{"ids", "label", "text"}] -> {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...]}."""
+    """[{"ids", "label", "text"[, "ngrams"]}] -> {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...]
+    [, "ngrams" (B, T, K)]}."""
     ids, lengths = _pad([e["ids"] for e in examples], pad_id)
-    return {"ids": ids, "lengths": lengths, "label": torch.tensor([e["label"] for e in examples]),
-            "text": [e["text"] for e in examples]}
+    batch = {"ids": ids, "lengths": lengths, "label": torch.tensor([e["label"] for e in examples]),
+             "text": [e["text"] for e in examples]}
+    if "ngrams" in examples[0]:
+        batch["ngrams"] = _pad_ngrams([e["ngrams"] for e in examples], ids.shape[1])
+    return batch
+
+
+@functools.lru_cache(maxsize=8)
+def _char_ngrams(min_n: int, max_n: int, buckets: int, lowercase: bool) -> CharNgrams:
+    return CharNgrams(min_n, max_n, buckets, lowercase)
 
 
 class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
@@ -34,15 +52,24 @@ class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
     tokenizer: word (whole words, the vocab_size most frequent seen min_frequency times; others are [UNK]) or
         bpe (subwords: no word is unknown). lowercase: fold case first.
     max_len: texts are cut to this many tokens (0: never), in every split and in predict.py alike.
+    char_ngrams: [min_n, max_n] (or [] for none): each token also brings its hashed character n-grams
+        (src.data.text.CharNgrams, into ngram_buckets ids), for the model to add to its embedding.
     """
 
     name = "text"  # prefix of the cached tokenizer's file name
     collate = staticmethod(collate_texts)
 
     def __init__(self, tokenizer: str = "word", vocab_size: int = 30000, min_frequency: int = 1,
-                 lowercase: bool = True, max_len: int = 0, batch_size: int = 64, num_workers: int = 0,
-                 data_dir: str = "data", download: bool = True, cache_dir: str | None = None):
+                 lowercase: bool = True, max_len: int = 0, char_ngrams: list[int] | None = (3, 5),
+                 ngram_buckets: int = 20000, batch_size: int = 64, num_workers: int = 0, data_dir: str = "data",
+                 download: bool = True, cache_dir: str | None = None):
         super().__init__()
+        char_ngrams = [int(n) for n in (char_ngrams or [])]
+        if char_ngrams and (len(char_ngrams) != 2 or not 1 <= char_ngrams[0] <= char_ngrams[1]):
+            raise ValueError(f"data.char_ngrams={char_ngrams} should be [shortest, longest] n-gram length, e.g. "
+                             f"[3,5], or [] for none")
+        if char_ngrams and ngram_buckets < 1:
+            raise ValueError(f"data.ngram_buckets={ngram_buckets} should be a positive number of hash buckets")
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"data.tokenizer={tokenizer!r}: choose word or bpe")
         if vocab_size <= 4:
@@ -55,6 +82,7 @@ class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
             raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
         self.tokenizer_kind, self.vocab_size, self.min_frequency = tokenizer, int(vocab_size), int(min_frequency)
         self.lowercase, self.max_len = bool(lowercase), int(max_len)
+        self.char_ngrams, self.ngram_buckets = char_ngrams, int(ngram_buckets) if char_ngrams else 0
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.data_dir, self.download = Path(data_dir), bool(download)
         # derived files (the tokenizer) go here, not into data_dir, which may be a read-only shared copy
@@ -139,34 +167,55 @@ class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
             if not path.is_file() and self._uncached is None:
                 self.prepare_data()
             self.tok = self._uncached or Tokenizer.from_file(str(path))
+        grams = self._ngrams(self.info_ngrams())
         for split in SPLITS:
             pairs = splits[split]
             encoded = self.tok.encode_batch([t for t, _ in pairs], add_special_tokens=False)
-            examples = [{"ids": self._cut(e.ids), "label": label, "text": text}
+            examples = [_example(e, text, self.max_len, grams) | {"label": label}
                         for e, (text, label) in zip(encoded, pairs)]
             setattr(self, f"{split}_set", examples)
             self._lengths[split] = [len(e["ids"]) for e in examples]
 
-    def _cut(self, ids: list[int]) -> list[int]:
-        ids = ids[:self.max_len] if self.max_len else ids
-        return ids or [UNK_ID]  # a text of no known token is read as one unknown word
+    def info_ngrams(self) -> dict:
+        return {"char_ngrams": list(self.char_ngrams), "ngram_buckets": self.ngram_buckets,
+                "lowercase": self.lowercase}
+
+    @staticmethod
+    def _ngrams(info: dict) -> CharNgrams | None:
+        if not info.get("char_ngrams"):
+            return None
+        return _char_ngrams(*info["char_ngrams"], info["ngram_buckets"], info["lowercase"])
 
     @property
     def info(self) -> dict:
         """What the task needs to build its model and read its outputs; stored in the checkpoint."""
         self.setup()
         return {"class_names": list(self.class_names), "tokenizer": self.tok.to_str(),
-                "vocab_size": self.tok.get_vocab_size(), "pad_id": PAD_ID, "unk_id": UNK_ID, "max_len": self.max_len}
+                "vocab_size": self.tok.get_vocab_size(), "pad_id": PAD_ID, "unk_id": UNK_ID, "max_len": self.max_len,
+                **self.info_ngrams()}
 
     # inference -------------------------------------------------------------------------------------
-    @staticmethod
-    def read_input(raw: str, info: dict) -> dict:
-        """One text -> {"ids", "text"}, with the checkpoint's tokenizer and max_len."""
-        ids = encode(tokenizer_from_str(info["tokenizer"]), raw.strip())
-        ids = ids[:info["max_len"]] if info.get("max_len") else ids
-        return {"ids": ids or [info["unk_id"]], "text": raw}
+    @classmethod
+    def read_input(cls, raw: str, info: dict) -> dict:
+        """One text -> {"ids", "text"[, "ngrams"]}, with the checkpoint's tokenizer, max_len and n-grams."""
+        text = raw.strip()
+        encoding = tokenizer_from_str(info["tokenizer"]).encode(text, add_special_tokens=False)
+        return _example(encoding, text, info.get("max_len", 0), cls._ngrams(info)) | {"text": raw}
 
     @staticmethod
     def collate_inputs(samples: list[dict], info: dict) -> dict:
-        ids, lengths = _pad([s["ids"] for s in samples], info["pad_id"])
-        return {"ids": ids, "lengths": lengths, "text": [s["text"] for s in samples]}
+        batch = collate_texts([s | {"label": 0} for s in samples], info["pad_id"])
+        del batch["label"]
+        return batch
+
+
+def _example(encoding, text: str, max_len: int, grams: CharNgrams | None) -> dict:
+    """{"ids", "text"[, "ngrams"]} of one encoded text, cut to max_len tokens (0: never). A text with no
+    token at all is read as one unknown word."""
+    ids, offsets = encoding.ids, encoding.offsets
+    if max_len:
+        ids, offsets = ids[:max_len], offsets[:max_len]
+    example = {"ids": ids or [UNK_ID], "text": text}
+    if grams is not None:
+        example["ngrams"] = grams(text, offsets)
+    return example

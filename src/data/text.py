@@ -13,6 +13,7 @@ import json
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,14 +43,17 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
 
 
 def train_word_level(texts: Iterable[str], vocab_size: int, min_frequency: int = 1, lowercase: bool = True):
-    """A word-level tokenizer: NFKC (and lower-case) normalisation, words and punctuation split apart
-    (`\\w+|[^\\w\\s]+`), the vocab_size - 4 most frequent words seen at least min_frequency times, and the
-    four special tokens at ids 0-3; any other word is [UNK]."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    """A word-level tokenizer: NFKC (and lower-case) normalisation, words split at spaces and punctuation with
+    English clitics kept whole ("doesn't" -> "doesn" "'t"; SST's "does n't" -> "does" "n't"), the vocab_size - 4
+    most frequent words seen at least min_frequency times, and the four special tokens at ids 0-3; any other
+    word is [UNK]."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
     tok.normalizer = _normalizer(lowercase)
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(Regex(r"(?i)n't\b|'(?:s|re|ve|ll|d|m|t)\b|\w+|[^\w\s]"), behavior="isolated")])
     trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=SPECIAL_TOKENS, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
@@ -106,6 +110,38 @@ def tokenizer_from_str(s: str):
 def encode(tok, text: str) -> list[int]:
     """Subword ids of `text`, no special tokens added."""
     return tok.encode(text, add_special_tokens=False).ids
+
+
+class CharNgrams:
+    """fastText's subword information (Bojanowski et al., 2017): the character n-grams of each token, with "<"
+    and ">" marking its ends ("<bleak>" -> "<bl", "ble", ..., "eak>"), hashed into `buckets` ids (1-based:
+    0 is padding). A word never seen in training still has n-grams seen in other words, so the model knows
+    "unflinchingly" by its pieces rather than as [UNK]. The hash (CRC-32) is the same in every process.
+
+    Called with a text and its tokens' character offsets (a tokenizers Encoding's), returns (tokens, K) int32
+    ids, each row a token's n-grams padded with 0; at most `max_per_token` per token, shortest n first."""
+
+    def __init__(self, min_n: int = 3, max_n: int = 5, buckets: int = 20000, lowercase: bool = True,
+                 max_per_token: int = 32):
+        self.min_n, self.max_n, self.buckets, self.lowercase = int(min_n), int(max_n), int(buckets), lowercase
+        self.max_per_token = int(max_per_token)
+        self._memo: dict[str, list[int]] = {}
+
+    def token(self, piece: str) -> list[int]:
+        ids = self._memo.get(piece)
+        if ids is None:
+            w = f"<{piece.lower() if self.lowercase else piece}>"
+            ids = [zlib.crc32(w[i:i + n].encode("utf-8")) % self.buckets + 1
+                   for n in range(self.min_n, self.max_n + 1) for i in range(len(w) - n + 1)]
+            ids = self._memo[piece] = ids[:self.max_per_token] or [0]
+        return ids
+
+    def __call__(self, text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
+        rows = [self.token(text[a:b]) for a, b in offsets] or [[0]]
+        out = np.zeros((len(rows), max(map(len, rows))), dtype=np.int32)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = r
+        return out
 
 
 # -- files ----------------------------------------------------------------------------------------------

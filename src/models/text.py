@@ -1,5 +1,7 @@
 """Text classifiers over padded token ids: a recurrent one (BiLSTM/BiGRU, packed sequences, max/mean/attention
-pooling) and Kim's (2014) convolutional one. Both take (ids (B, T), lengths (B,)) and return logits (B, C).
+pooling) and Kim's (2014) convolutional one. Both take (ids (B, T), lengths (B,)[, ngrams (B, T, K)]) and
+return logits (B, C). With ngram_buckets > 0, a token's embedding is its word vector plus the mean of its
+hashed character n-grams' vectors (fastText's subword information; src.data.text.CharNgrams makes the ids).
 
 Padding never changes a prediction: the recurrent net packs its input, so padded steps are never run, and
 every pooling masks them; the CNN's padding token embeds to zeros, exactly the zeros its wide convolution
@@ -34,6 +36,29 @@ class WordDropout(nn.Module):
         return ids.masked_fill(drop, self.unk_id)
 
 
+class TokenEmbedding(nn.Module):
+    """Word vectors, plus (ngram_buckets > 0) the mean of each token's character n-gram vectors. Padding
+    (id 0 in both) embeds to zeros. Word dropout replaces the word id only: an unknown word keeps its n-grams,
+    as at test time."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, pad_id: int, unk_id: int, ngram_buckets: int = 0,
+                 word_dropout: float = 0.0):
+        super().__init__()
+        self.word_dropout = WordDropout(word_dropout, unk_id, pad_id)
+        self.words = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.ngrams = (nn.EmbeddingBag(ngram_buckets + 1, embed_dim, mode="mean", padding_idx=0)
+                       if ngram_buckets > 0 else None)
+
+    def forward(self, ids: torch.Tensor, ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.words(self.word_dropout(ids))
+        if self.ngrams is not None:
+            if ngrams is None:
+                raise ValueError("this model adds character n-grams to its embeddings: give ngrams (B, T, K)")
+            b, t, k = ngrams.shape
+            x = x + self.ngrams(ngrams.reshape(b * t, k)).view(b, t, -1)
+        return x
+
+
 class RNNClassifier(nn.Module):
     """Embedding -> (bidirectional) LSTM or GRU over the packed sequence -> pooling over time -> dropout ->
     linear. pooling: max, mean, attention (a learnt query scores each step; masked softmax) or max_mean
@@ -42,7 +67,7 @@ class RNNClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300, hidden: int = 256,
                  layers: int = 1, cell: str = "lstm", bidirectional: bool = True, pooling: str = "max",
                  dropout: float = 0.5, embed_dropout: float = 0.3, word_dropout: float = 0.0,
-                 pad_id: int = 0, unk_id: int = 3):
+                 pad_id: int = 0, unk_id: int = 3, ngram_buckets: int = 0):
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"model.cell={cell!r}: choose lstm or gru")
@@ -52,8 +77,7 @@ class RNNClassifier(nn.Module):
             if value < 1:
                 raise ValueError(f"model.{key}={value} should be a positive integer")
         self.pooling = pooling
-        self.word_dropout = WordDropout(word_dropout, unk_id, pad_id)
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.embed = TokenEmbedding(vocab_size, embed_dim, pad_id, unk_id, ngram_buckets, word_dropout)
         self.embed_dropout = nn.Dropout(embed_dropout)
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(embed_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
@@ -64,8 +88,8 @@ class RNNClassifier(nn.Module):
         self.out = nn.Linear(width * (2 if pooling == "max_mean" else 1), num_classes)
         self.last_attention: torch.Tensor | None = None  # (B, T) weights of the last forward, for plots
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embed_dropout(self.embed(self.word_dropout(ids)))
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed_dropout(self.embed(ids, ngrams))
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         h, _ = self.rnn(packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])  # padded steps are 0
@@ -89,22 +113,21 @@ class TextCNN(nn.Module):
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300, kernel_sizes=(3, 4, 5),
                  channels: int = 100, dropout: float = 0.5, embed_dropout: float = 0.0, word_dropout: float = 0.0,
-                 pad_id: int = 0, unk_id: int = 3):
+                 pad_id: int = 0, unk_id: int = 3, ngram_buckets: int = 0):
         super().__init__()
         kernel_sizes = [int(k) for k in kernel_sizes]
         if not kernel_sizes or min(kernel_sizes) < 1:
             raise ValueError(f"model.kernel_sizes={kernel_sizes} should be a list of positive widths, e.g. [3,4,5]")
         if channels < 1:
             raise ValueError(f"model.channels={channels} should be a positive integer")
-        self.word_dropout = WordDropout(word_dropout, unk_id, pad_id)
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.embed = TokenEmbedding(vocab_size, embed_dim, pad_id, unk_id, ngram_buckets, word_dropout)
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k, padding=k - 1) for k in kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(channels * len(kernel_sizes), num_classes)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embed_dropout(self.embed(self.word_dropout(ids))).transpose(1, 2)  # (B, E, T)
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed_dropout(self.embed(ids, ngrams)).transpose(1, 2)  # (B, E, T)
         pooled = []
         for conv in self.convs:
             k = conv.kernel_size[0]

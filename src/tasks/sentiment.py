@@ -9,9 +9,10 @@ from src.tasks.classification import ClassificationTask
 
 
 class SentimentClassification(ClassificationTask):
-    """data_info: class_names, tokenizer (JSON), vocab_size, pad_id, unk_id, max_len.
+    """data_info: class_names, tokenizer (JSON), vocab_size, pad_id, unk_id, max_len, and the character n-gram
+    settings (char_ngrams, ngram_buckets: 0 for none).
 
-    batch: {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...]}. num_mistakes: how many of the
+    batch: {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...][, "ngrams" (B, T, K)]}. num_mistakes: how many of the
     most confident wrong test predictions `test_mistakes()` returns (text, true, predicted, probability).
     """
 
@@ -25,7 +26,7 @@ class SentimentClassification(ClassificationTask):
     def model_kwargs(self):
         info = self.data_info
         return {**super().model_kwargs(), "vocab_size": info["vocab_size"], "pad_id": info["pad_id"],
-                "unk_id": info["unk_id"]}
+                "unk_id": info["unk_id"], "ngram_buckets": info.get("ngram_buckets", 0)}
 
     def inputs(self, batch):
         return batch
@@ -34,7 +35,7 @@ class SentimentClassification(ClassificationTask):
         return batch["label"]
 
     def forward(self, x: dict) -> torch.Tensor:
-        return self.net(x["ids"], x["lengths"])
+        return self.net(x["ids"], x["lengths"], x.get("ngrams"))
 
     # the most confident mistakes --------------------------------------------------------------------
     def test_step(self, batch, batch_idx):
