@@ -133,7 +133,8 @@ def run_plain(cfg, skip: int, steps: int, device: str) -> float:
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optimizer.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.optimizer.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.optimizer.lr,
+                            fused=cfg.optimizer.get("fused"))  # the same implementation as gradlab's config
     total = skip + steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(1, i / total))))
     mean = torch.tensor(info["mean"], device=device).view(1, -1, 1, 1)
