@@ -16,7 +16,7 @@ def options(group):
 
 
 GROUPS = ["task", "model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
-          "experiment", "debug"]
+          "experiment", "debug", "hparams_search"]
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
