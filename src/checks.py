@@ -130,6 +130,10 @@ def check_checkpoint_path(cfg: DictConfig, required: bool = False) -> None:
         if required:
             raise UserError("ckpt_path is required: ckpt_path=outputs/<task>/<date>/<time>/checkpoints/last.ckpt")
         return
+    if str(path) == "last":
+        raise UserError("ckpt_path=last found no checkpoints/last.ckpt: it looks in hydra.run.dir=<run directory> "
+                        "when given, else in this task's newest run under outputs/<task>/. Give the run "
+                        "directory, or the checkpoint's path.")
     if not Path(str(path)).is_file():
         raise UserError(f"ckpt_path={path}: no such file. Checkpoints are in <run dir>/checkpoints/ "
                         f"(best-*.ckpt, last.ckpt).")

@@ -24,8 +24,8 @@ def run(cfg: DictConfig, config_name: str, action: str):
 
         return getattr(pipeline, action)(cfg)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        print(f"{getattr(e, 'prefix', 'error: ')}{e}", file=sys.stderr, flush=True)
+        sys.exit(getattr(e, "exit_code", 2))
 
 
 def resume_in_place(argv: list[str]) -> list[str]:
@@ -36,10 +36,15 @@ def resume_in_place(argv: list[str]) -> list[str]:
     import time
 
     args = argv[1:]
+    value = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
+    if value == "last":
+        found = find_last_checkpoint(args)
+        if found:
+            argv = [argv[0], *(f"ckpt_path={found}" if a == "ckpt_path=last" else a for a in args)]
+            args, value = argv[1:], str(found)
     if any(a.startswith(("hydra.run.dir=", "hydra.output_subdir=")) for a in args) or any(
             a in ("-m", "--multirun") for a in args):
         return argv
-    value = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
     if not value:
         return argv
     ckpt = Path(value.strip("'\""))
@@ -47,6 +52,26 @@ def resume_in_place(argv: list[str]) -> list[str]:
         return argv
     run_dir = ckpt.parent.parent
     return [*argv, f"hydra.run.dir={run_dir}", f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
+
+
+def find_last_checkpoint(args: list[str]) -> Path | None:
+    """What `ckpt_path=last` means: <hydra.run.dir>/checkpoints/last.ckpt when the run directory is given, else
+    the newest last.ckpt of this task's runs under <paths.log_dir>/<task>/ (outputs/image/... by default)."""
+    given = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith(("+", "~")))
+    if "hydra.run.dir" in given:
+        path = Path(given["hydra.run.dir"].strip("'\"")) / "checkpoints" / "last.ckpt"
+        return path if path.is_file() else None
+    task = given.get("task", "image")
+    for a in args:  # an experiment names its task in its own file
+        if a.startswith("experiment="):
+            recipe = Path(__file__).resolve().parent.parent / "conf" / "experiment" / f"{a.split('=', 1)[1]}.yaml"
+            if recipe.is_file():
+                for line in recipe.read_text().splitlines():
+                    if line.strip().startswith("- override /task:"):
+                        task = line.split(":", 1)[1].strip()
+    root = Path(given.get("paths.log_dir", Path(given.get("paths.root_dir", ".")) / "outputs")) / task
+    found = sorted(root.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
 
 
 def quote_text(argv: list[str], keys: tuple[str, ...] = ("input", "inputs")) -> list[str]:

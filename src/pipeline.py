@@ -14,10 +14,18 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.errors import UserError
+
+
+class Stopped(UserError):
+    """The run was told to stop (SIGTERM): exit status 128 + 15, as a process killed by SIGTERM reports."""
+
+    exit_code = 143
+    prefix = ""
 
 
 
@@ -185,7 +193,13 @@ def train(cfg: DictConfig) -> float | None:
             print(f"resuming from {ckpt_path}", flush=True)
 
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            saved = next((c.saved for c in trainer.callbacks if getattr(c, "saved", None)), None)
+            raise Stopped(f"stopped by SIGTERM at epoch {trainer.current_epoch}, step {trainer.global_step}"
+                          + (f"; saved {saved}. Resume with ckpt_path={saved} (or ckpt_path=last)." if saved
+                             else "; no checkpoint was saved (callbacks.sigterm is off).")) from None
     # weight averaging is done once fitting ends: the checkpoints hold the averaged weights, which validate and
     # test must load as they are (the callback would swap in its own copy of the average)
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]

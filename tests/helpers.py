@@ -59,3 +59,43 @@ class PoisonLoss(Callback):
             with torch.no_grad():
                 for p in pl_module.net.parameters():
                     p.fill_(float("nan"))
+
+
+class TermAt(Callback):
+    """Sends SIGTERM to its own process at a given global step, as a scheduler does before a time limit."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class KillDuringSave(Callback):
+    """SIGKILLs its own process in the middle of writing the n-th checkpoint: half the bytes are on disk when it
+    dies. Fault injection: it wraps torch.save for the rest of the run."""
+
+    def __init__(self, nth: int):
+        self.nth = nth
+
+    def setup(self, trainer, pl_module, stage):
+        import io
+
+        import torch
+
+        real_save, count = torch.save, [0]
+
+        def save(obj, f, *args, **kwargs):
+            if not isinstance(f, io.IOBase) and str(f).count(".ckpt"):
+                count[0] += 1
+                if count[0] == self.nth:
+                    buffer = io.BytesIO()
+                    real_save(obj, buffer, *args, **kwargs)
+                    with open(f, "wb") as out:
+                        out.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+                        out.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real_save(obj, f, *args, **kwargs)
+
+        torch.save = save

@@ -54,20 +54,45 @@ def test_seed_repeats_a_cpu_run_bit_for_bit(compose_train, tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path):
+def test_killed_run_resumes_with_ckpt_path_last_and_matches_an_uninterrupted_one(tmp_path):
     args = ["trainer.max_epochs=3", "seed=3"]
     whole = train(tmp_path / "whole", *args)
     # 1258 training images / 32 = 40 steps an epoch: die in the middle of the second epoch
-    killed = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path / 'killed'}", *args,
+    logs = tmp_path / "outputs"  # runs go to <logs>/image/<date>/<time>/, as they do by default
+    killed = run_script("train.py", *QUICK, f"paths.log_dir={logs}", *args,
                         "+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=60", check=False)
-    assert killed.returncode != 0 and not (tmp_path / "killed" / "metrics.json").exists()
-    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert killed.returncode != 0 and not list(logs.rglob("metrics.json"))
+    (last,) = logs.glob("image/*/*/checkpoints/last.ckpt")
     assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of the first epoch
-    proc = run_script("train.py", *QUICK, *args, f"ckpt_path={last}")
-    assert "resuming from" in proc.stdout
-    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())  # the same run directory
+    proc = run_script("train.py", *QUICK, *args, f"paths.log_dir={logs}", "ckpt_path=last")  # the newest run's
+    assert f"resuming from {last}" in proc.stdout
+    resumed = json.loads((last.parent.parent / "metrics.json").read_text())  # the same run directory
     assert resumed == whole
-    assert (tmp_path / "killed" / "csv" / "metrics.csv").is_file()  # the first part's log is kept
+    assert (last.parent.parent / "csv" / "metrics.csv").is_file()  # the first part's log is kept
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
+                      "+callbacks.term._target_=tests.helpers.TermAt", "+callbacks.term.step=50", check=False)
+    assert proc.returncode == 143 and "Traceback" not in proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("stopped by SIGTERM at epoch 1, step 51")  # the batch under way ends first
+    assert "ckpt_path=" in message
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 51 and not (tmp_path / "metrics.json").exists()
+    run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3", "ckpt_path=last")
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] > 0.8
+
+
+def test_a_kill_while_a_checkpoint_is_written_leaves_every_checkpoint_whole(tmp_path):
+    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=4",
+                      "+callbacks.kill._target_=tests.helpers.KillDuringSave", "+callbacks.kill.nth=4", check=False)
+    assert proc.returncode != 0
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert any(n.endswith(".part") for n in names), names  # the half-written file was a temporary one
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    for path in (tmp_path / "checkpoints").glob("*.ckpt"):  # every checkpoint under its real name loads
+        assert torch.load(path, weights_only=True)["epoch"] in range(4), path
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
