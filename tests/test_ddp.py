@@ -15,3 +15,29 @@ def test_ddp_sim_trains_tests_and_writes_one_run_directory(tmp_path):
     assert [p.name for p in run_dir.iterdir() if p.is_dir()].count(".hydra") == 1
     assert proc.stdout.count("run directory:") == 1  # the summary comes from rank 0 alone
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_ddp_test_metrics_equal_a_single_process_on_an_odd_test_set(tmp_path):
+    """digits' test split has 359 images: two ranks must split it 180/179, not pad one to 180 with a repeat."""
+    import pytest
+
+    run_dir = tmp_path / "run"
+    run_script("train.py", *QUICK, "trainer=ddp_sim", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",
+               timeout=600)
+    ddp = json.loads((run_dir / "metrics.json").read_text())
+    ckpt = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", "trainer.accelerator=cpu")
+    single = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {k: v for k, v in ddp.items() if k.startswith("test/") and k != "test/loss"} == pytest.approx(
+        {k: v for k, v in single.items() if k != "test/loss"}, abs=1e-6)
+
+
+def test_a_multirun_of_ddp_runs_gives_one_directory_and_one_metrics_file_per_run(tmp_path):
+    proc = run_script("train.py", "-m", *QUICK, "trainer=ddp_sim", "trainer.max_epochs=1", "optimizer.lr=1e-3,3e-3",
+                      f"paths.sweep_dir={tmp_path}", f"paths.log_dir={tmp_path / 'outputs'}", timeout=900)
+    runs = sorted(p.parent for p in tmp_path.glob("*/*/*/metrics.json"))
+    assert [r.name for r in runs] == ["0", "1"], proc.stdout[-3000:]
+    assert sorted(p.name for p in runs[0].parent.iterdir()) == ["0", "1", "multirun.yaml", "summary.csv"]  # no rank-1 extras
+    assert not (tmp_path / "outputs").exists()
+    for r in runs:
+        assert [p.name for p in r.iterdir() if p.name == ".hydra"] == [".hydra"]

@@ -7,7 +7,7 @@ import os
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 
 def _as_batch(batch):
@@ -29,6 +29,28 @@ class EpochSampler(RandomSampler):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         yield from torch.randperm(len(self.data_source), generator=g).tolist()
+
+
+class EvalShardSampler(DistributedSampler):
+    """Validation and test under DDP: rank r reads examples r, r + world, r + 2 world, ... Lightning's own
+    DistributedSampler pads the ranks to equal length by repeating examples, so a test set that does not divide
+    evenly would count some twice; here every example is counted once, and the ranks differ by at most one.
+    (Lightning leaves a DistributedSampler it is given in place.)"""
+
+    def __init__(self, dataset):
+        super().__init__(dataset, shuffle=False, drop_last=False)
+        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -54,7 +76,10 @@ class InMemoryDataModule(L.LightningDataModule):
     def _loader(self, dataset, train: bool) -> DataLoader:
         batched = hasattr(dataset, "__getitems__")
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = EpochSampler(dataset, seed=seed) if train else None
+        if train:
+            sampler = EpochSampler(dataset, seed=seed)
+        else:
+            sampler = EvalShardSampler(dataset) if _distributed() else None
         # the loader's own generator: starting an epoch then draws nothing from the global generator, which
         # EpochReseed resets at each epoch start (the datasets here are not random, so workers need no seed)
         # a batch gathered from memory is one step: worker processes would only add copying
