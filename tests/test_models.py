@@ -36,3 +36,11 @@ def test_torchvision_by_name_and_grey_input():
     assert net(torch.randn(2, 1, 64, 64)).shape == (2, 5)
     with pytest.raises(ValueError, match="not a torchvision classification model"):
         torchvision_model(3, 5, name="resnet19")
+
+
+def test_cnn_width_scales_every_stage():
+    from src.models.cnn import CNN
+
+    net = CNN(in_channels=1, num_classes=10, width=16)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64]

@@ -11,7 +11,8 @@ FAST = [*QUICK, "trainer.max_epochs=1", "trainer.limit_train_batches=5"]
 
 
 def test_a_grid_runs_each_point_in_its_own_directory_and_ends_with_a_summary(tmp_path):
-    proc = run_script("train.py", "-m", *FAST, "optimizer.lr=1e-4,3e-3", "model.dropout=0.0,0.2",
+    # the grid the issue names
+    proc = run_script("train.py", "-m", *FAST, "task=image", "optimizer.lr=1e-3,1e-2", "model.width=16,32",
                       f"paths.sweep_dir={tmp_path}")
     found = sorted(tmp_path.glob("*/*/*/metrics.json"))
     assert [p.parent.name for p in found] == ["0", "1", "2", "3"], proc.stdout[-2000:]

@@ -12,10 +12,16 @@ class CNN(nn.Module):
     """Stages of `depth` conv-BN-ReLU blocks; every stage but the last halves the resolution (max-pool).
 
     Input (N, in_channels, H, W) float, output (N, num_classes) logits. Works for any H, W >= 2**(stages-1).
+    `width`, when given, replaces widths by width, 2 width, 4 width, ... (as many stages): one knob for sweeps.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, widths=(32, 64, 128), depth: int = 2, dropout: float = 0.2):
+    def __init__(self, in_channels: int, num_classes: int, widths=(32, 64, 128), depth: int = 2, dropout: float = 0.2,
+                 width: int | None = None):
         super().__init__()
+        if width is not None:
+            if width < 1:
+                raise ValueError(f"model.width={width} should be a positive number of channels")
+            widths = tuple(width * 2 ** i for i in range(len(widths)))
         if not widths or depth < 1:
             raise ValueError(f"CNN needs at least one stage and depth >= 1 (got widths={widths}, depth={depth})")
         layers: list[nn.Module] = []
