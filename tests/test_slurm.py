@@ -47,3 +47,15 @@ def test_partition_and_account_are_left_to_sbatch_when_not_set(tmp_path, monkeyp
     script = sbatch_script(tmp_path, monkeypatch, "trainer=ddp", "trainer.devices=2", "hydra.launcher.timeout_min=30")
     assert "--partition" not in script and "--account" not in script
     assert "#SBATCH --time=30" in script.splitlines() and "#SBATCH --nodes=1" in script.splitlines()
+
+
+def test_submitit_runs_a_sweep_end_to_end_with_its_local_executor(tmp_path):
+    """The same launcher plugin with submitit's local executor: each run is a submitit job (pickled, run in its
+    own process, logs under .submitit/), and the sweep still ends with one directory and metrics.json per run."""
+    from tests.helpers import QUICK, run_script
+
+    run_script("train.py", "-m", *QUICK, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+               "optimizer.lr=1e-3,3e-3", "trainer.max_epochs=1", f"paths.sweep_dir={tmp_path}", timeout=600)
+    (sweep,) = tmp_path.glob("*/*")
+    assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == ["0", "1"]
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2 and (sweep / "summary.csv").is_file()
