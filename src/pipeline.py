@@ -156,6 +156,16 @@ def _floats(results: list[dict]) -> dict:
     return out
 
 
+def requeued_checkpoint(run_dir: Path) -> str | None:
+    """The run's own last.ckpt when SLURM has started this job again (requeued after a pre-emption or a time
+    limit: SLURM_RESTART_COUNT > 0), so the job goes on where it stopped instead of starting over."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0") and last.is_file():
+        print(f"requeued by SLURM (restart {os.environ['SLURM_RESTART_COUNT']}): resuming from {last}", flush=True)
+        return str(last)
+    return None
+
+
 # -- train -------------------------------------------------------------------------------------------
 def train(cfg: DictConfig) -> float | None:
     """Fit on train, select the checkpoint on val, test it once; returns the monitored metric (for sweeps)."""
@@ -165,7 +175,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(run_dir)
     if ckpt_path:  # before any data is read: a checkpoint of another task is refused at once
         read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
     datamodule = _build(cfg.data, "data")

@@ -84,6 +84,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] > 0.8
 
 
+def test_a_job_requeued_by_slurm_resumes_from_its_last_checkpoint(tmp_path):
+    run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1")
+    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=2",
+                      env={"SLURM_RESTART_COUNT": "1"})
+    assert f"requeued by SLURM (restart 1): resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in proc.stdout
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    first_start = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1",
+                             env={"SLURM_RESTART_COUNT": "0"})  # a job's first start trains from scratch
+    assert "requeued by SLURM" not in first_start.stdout and "resuming from" not in first_start.stdout
+
+
 def test_a_kill_while_a_checkpoint_is_written_leaves_every_checkpoint_whole(tmp_path):
     proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=4",
                       "+callbacks.kill._target_=tests.helpers.KillDuringSave", "+callbacks.kill.nth=4", check=False)
