@@ -1,13 +1,22 @@
 """DDP without GPUs: 2 CPU processes over gloo, with Lightning re-launching train.py as on a cluster."""
 import json
 
+import pytest
+
 from tests.helpers import QUICK, run_script
 
 
-def test_ddp_sim_trains_tests_and_writes_one_run_directory(tmp_path):
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ddp")
     run_dir, log_dir = tmp_path / "run", tmp_path / "outputs"
     proc = run_script("train.py", *QUICK, "trainer=ddp_sim", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}",
                       f"paths.log_dir={log_dir}", timeout=600)
+    return proc, run_dir, log_dir
+
+
+def test_ddp_sim_trains_tests_and_writes_one_run_directory(ddp_run):
+    proc, run_dir, log_dir = ddp_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/acc"] > 0.5
     # the second rank wrote into the same run directory, not a new one of its own
@@ -17,13 +26,9 @@ def test_ddp_sim_trains_tests_and_writes_one_run_directory(tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_ddp_test_metrics_equal_a_single_process_on_an_odd_test_set(tmp_path):
+def test_ddp_test_metrics_equal_a_single_process_on_an_odd_test_set(ddp_run, tmp_path):
     """digits' test split has 359 images: two ranks must split it 180/179, not pad one to 180 with a repeat."""
-    import pytest
-
-    run_dir = tmp_path / "run"
-    run_script("train.py", *QUICK, "trainer=ddp_sim", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",
-               timeout=600)
+    _, run_dir, _ = ddp_run
     ddp = json.loads((run_dir / "metrics.json").read_text())
     ckpt = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", "trainer.accelerator=cpu")
