@@ -13,9 +13,9 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.errors import UserError
@@ -26,7 +26,6 @@ class Stopped(UserError):
 
     exit_code = 143
     prefix = ""
-
 
 
 # -- building blocks ---------------------------------------------------------------------------------

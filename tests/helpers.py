@@ -38,12 +38,14 @@ def train(run_dir: Path, *overrides: str, **kwargs) -> dict:
 class KillAt(Callback):
     """SIGKILLs its own process at a given global step: a crash with no chance to clean up."""
 
+    signum = signal.SIGKILL
+
     def __init__(self, step: int):
         self.step = step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signum)
 
 
 class PoisonLoss(Callback):
@@ -61,15 +63,10 @@ class PoisonLoss(Callback):
                     p.fill_(float("nan"))
 
 
-class TermAt(Callback):
+class TermAt(KillAt):
     """Sends SIGTERM to its own process at a given global step, as a scheduler does before a time limit."""
 
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+    signum = signal.SIGTERM
 
 
 class KillDuringSave(Callback):

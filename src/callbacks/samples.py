@@ -1,6 +1,8 @@
 """A few sample outputs per validation epoch, as a table: what the numbers mean, at a glance."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -36,8 +38,6 @@ class MistakesList(Callback):
     first, with a header. Tabs and line breaks inside a text become spaces. Other tasks are left alone."""
 
     def __init__(self, dirpath: str, filename: str = "mistakes.tsv"):
-        from pathlib import Path
-
         self.path = Path(dirpath) / filename
 
     def on_test_epoch_end(self, trainer, pl_module):

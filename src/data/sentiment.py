@@ -14,11 +14,10 @@ import lightning as L
 import numpy as np
 import torch
 
-from src.data.text import (PAD_ID, UNK_ID, BucketedLoaders, CharNgrams, _normalizer, _pad, cache_key,
-                           save_tokenizer, tokenizer_from_str, train_bpe, train_word_level)
+from src.data.text import (PAD_ID, SPLITS, UNK_ID, BucketedLoaders, CharNgrams, TextSplits, _normalizer, _pad,
+                           cache_key, save_tokenizer, tokenizer_from_str, train_bpe, train_word_level)
 from src.errors import UserError
 
-SPLITS = ("train", "val", "test")
 TOKENIZERS = ("word", "bpe")
 _CACHE_FORMAT = 2  # bump when a tokenizer's recipe changes in a way that changes its output
 
@@ -46,7 +45,7 @@ def _char_ngrams(min_n: int, max_n: int, buckets: int, lowercase: bool) -> CharN
     return CharNgrams(min_n, max_n, buckets, lowercase)
 
 
-class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
+class TextClassificationDataModule(TextSplits, BucketedLoaders, L.LightningDataModule):
     """Base for text classification data.
 
     tokenizer: word (whole words, the vocab_size most frequent seen min_frequency times; others are [UNK]) or
@@ -90,35 +89,21 @@ class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
         self.class_names: list[str] = []
         self.tok = None
         self.train_set = self.val_set = self.test_set = None
-        self._splits: dict | None = None
         self._lengths: dict[str, list[int]] = {}
         self._uncached = None  # a tokenizer that could not be written to cache_dir
         self._given = None  # the tokenizer of a checkpoint (use_info), and its labels
         self._given_classes: list[str] = []
 
-    # subclasses -------------------------------------------------------------------------------------
-    def prepare_files(self) -> None:
-        """Download or check the raw files (called before read_splits); nothing by default."""
+    # subclasses implement read_splits() -> {"train": [(text, label index), ...], "val": ..., "test": ...},
+    # setting self.class_names, and prepare_files() when files must be downloaded or checked first
+    # (src.data.text.TextSplits)
 
-    def read_splits(self) -> dict[str, list[tuple[str, int]]]:
-        """{"train": [(text, label index), ...], "val": [...], "test": [...]}; sets self.class_names."""
-        raise NotImplementedError
+    def check_splits(self, splits) -> None:
+        if len(self.class_names) < 2:
+            raise UserError(f"{type(self).__name__}: the data has {len(self.class_names)} label(s); a "
+                            f"classifier needs two or more.")
 
     # tokenizer --------------------------------------------------------------------------------------
-    def splits(self) -> dict[str, list[tuple[str, int]]]:
-        """read_splits(), once per instance (prepare_data and setup both need it)."""
-        if self._splits is None:
-            self.prepare_files()
-            splits = self.read_splits()
-            for split in SPLITS:
-                if not splits.get(split):
-                    raise UserError(f"{type(self).__name__}: the {split} split is empty.")
-            if len(self.class_names) < 2:
-                raise UserError(f"{type(self).__name__}: the data has {len(self.class_names)} label(s); a "
-                                f"classifier needs two or more.")
-            self._splits = splits
-        return self._splits
-
     def _tokenizer_path(self) -> tuple[Path, list[str]]:
         texts = [t for t, _ in self.splits()["train"]]
         key = cache_key([_CACHE_FORMAT, self.tokenizer_kind, self.vocab_size, self.min_frequency, self.lowercase],

@@ -265,6 +265,39 @@ def collate_pairs(examples: list[dict], pad_id: int = PAD_ID) -> dict:
             "src_text": [e["src_text"] for e in examples], "ref": [e["ref"] for e in examples]}
 
 
+SPLITS = ("train", "val", "test")
+
+
+class TextSplits:
+    """What the text data modules (translation, sentiment) share about their raw splits: a subclass says where
+    they come from (`read_splits()`, after `prepare_files()` has downloaded or checked the files), and
+    `splits()` reads them once per instance (prepare_data and setup both need them) and refuses an empty one.
+    `check_splits` may refuse more."""
+
+    _splits: dict | None = None
+
+    def prepare_files(self) -> None:
+        """Download or check the raw files (called before read_splits); nothing by default."""
+
+    def read_splits(self) -> dict[str, list[tuple]]:
+        """{"train": [...], "val": [...], "test": [...]}: raw examples."""
+        raise NotImplementedError
+
+    def check_splits(self, splits: dict[str, list[tuple]]) -> None:
+        """Raise a UserError for splits this module cannot use; nothing by default."""
+
+    def splits(self) -> dict[str, list[tuple]]:
+        if self._splits is None:
+            self.prepare_files()
+            splits = self.read_splits()
+            for split in SPLITS:
+                if not splits.get(split):
+                    raise UserError(f"{type(self).__name__}: the {split} split is empty.")
+            self.check_splits(splits)
+            self._splits = splits
+        return self._splits
+
+
 class BucketedLoaders:
     """The loaders of a LightningDataModule whose splits are lists of examples (`<split>_set`) with token
     counts in `self._lengths[split]`: length-bucketed batches (BucketBatchSampler) padded by `collate`, and

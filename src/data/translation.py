@@ -2,7 +2,7 @@
 every pair encoded once, length-bucketed batches, and the tokenizers handed to the task through `info`.
 
 A subclass only says where the raw (source, target) text pairs come from: `read_splits()`, and
-`prepare_files()` when files must be downloaded or checked first.
+`prepare_files()` when files must be downloaded or checked first (src.data.text.TextSplits).
 """
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from pathlib import Path
 
 import lightning as L
 
-from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketedLoaders, _pad, cache_key, encode, save_tokenizer,
-                           tokenizer_from_str, train_bpe)
+from src.data.text import (BOS_ID, EOS_ID, PAD_ID, SPLITS, UNK_ID, BucketedLoaders, TextSplits, _pad, cache_key,
+                           encode, save_tokenizer, tokenizer_from_str, train_bpe)
 from src.errors import UserError
 
-SPLITS = ("train", "val", "test")
 _CACHE_FORMAT = 1  # bump when train_bpe changes in a way that changes its output
 
 
-class TranslationDataModule(BucketedLoaders, L.LightningDataModule):
+class TranslationDataModule(TextSplits, BucketedLoaders, L.LightningDataModule):
     """Base for translation data. `vocab_size` is per side, or the joint size with `shared_vocab`;
     `max_len` drops training pairs with more subword tokens on either side (val and test are kept whole)."""
 
@@ -46,31 +45,14 @@ class TranslationDataModule(BucketedLoaders, L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
         self.src_tok = self.tgt_tok = None
         self.train_set = self.val_set = self.test_set = None
-        self._splits: dict | None = None
         self._lengths: dict[str, list[int]] = {}
         self._uncached: dict = {}  # side -> tokenizer that could not be written to cache_dir
         self._given: tuple | None = None  # (src, tgt) tokenizers from a checkpoint (use_info)
 
-    # subclasses -------------------------------------------------------------------------------------
-    def prepare_files(self) -> None:
-        """Download or check the raw files (called before read_splits); nothing by default."""
-
-    def read_splits(self) -> dict[str, list[tuple[str, str]]]:
-        """{"train": [(source, target), ...], "val": [...], "test": [...]}, raw text."""
-        raise NotImplementedError
+    # subclasses implement read_splits() -> {"train": [(source, target), ...], "val": ..., "test": ...} of raw
+    # text, and prepare_files() when files must be downloaded or checked first (src.data.text.TextSplits)
 
     # tokenizers -------------------------------------------------------------------------------------
-    def splits(self) -> dict[str, list[tuple[str, str]]]:
-        """read_splits(), once per instance (prepare_data and setup both need it)."""
-        if self._splits is None:
-            self.prepare_files()
-            splits = self.read_splits()
-            for split in SPLITS:
-                if not splits.get(split):
-                    raise UserError(f"{type(self).__name__}: the {split} split is empty.")
-            self._splits = splits
-        return self._splits
-
     def _tokenizer_plan(self) -> dict[str, tuple[Path, list[str]]]:
         """side ("src", "tgt" or "joint") -> (cache file, training texts). The file name holds a hash of all
         that determines the tokenizer: the texts, vocab_size, min_frequency and the tokenizers version."""

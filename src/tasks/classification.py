@@ -89,6 +89,7 @@ class ClassificationTask(Task):
     def test_step(self, batch, batch_idx):
         logits = self._evaluate(batch, "test", self.test_metrics)
         self.confusion.update(logits, self.target(batch))
+        return logits
 
     def on_test_epoch_start(self):
         self.confusion.reset()

@@ -12,8 +12,9 @@ class SentimentClassification(ClassificationTask):
     """data_info: class_names, tokenizer (JSON), vocab_size, pad_id, unk_id, max_len, and the character n-gram
     settings (char_ngrams, ngram_buckets: 0 for none).
 
-    batch: {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...][, "ngrams" (B, T, K)]}. num_mistakes: how many of the
-    most confident wrong test predictions `test_mistakes()` returns (text, true, predicted, probability).
+    batch: {"ids" (B, T), "lengths" (B,), "label" (B,), "text": [...][, "ngrams" (B, T, K)]}.
+    num_mistakes: how many of the most confident wrong test predictions `test_mistakes()` returns (text, true,
+    predicted, probability).
     """
 
     auroc = True
@@ -39,16 +40,15 @@ class SentimentClassification(ClassificationTask):
 
     # the most confident mistakes --------------------------------------------------------------------
     def test_step(self, batch, batch_idx):
-        logits = self._evaluate(batch, "test", self.test_metrics)
+        logits = super().test_step(batch, batch_idx)
         y = batch["label"]
-        self.confusion.update(logits, y)
         p, pred = torch.softmax(logits.float(), -1).max(-1)
         for i in (pred != y).nonzero().flatten().tolist():
             self._wrong.append({"probability": round(float(p[i]), 4), "true": self.class_names[int(y[i])],
                                 "predicted": self.class_names[int(pred[i])], "text": batch["text"][i]})
         # keep the list short as it grows: only the surest num_mistakes can end up in the file
         if len(self._wrong) > 4 * self.num_mistakes:
-            self._wrong = sorted(self._wrong, key=lambda m: -m["probability"])[:self.num_mistakes]
+            self._wrong = sorted(self._wrong, key=_surest_first)[:self.num_mistakes]
 
     def on_test_epoch_start(self):
         super().on_test_epoch_start()
@@ -58,4 +58,8 @@ class SentimentClassification(ClassificationTask):
         """The surest wrong predictions of the last test, surest first. Every rank must call it (it gathers
         all ranks' lists, so the list is the whole test set's)."""
         wrong = gather_objects(self._wrong)
-        return sorted(wrong, key=lambda m: (-m["probability"], m["text"]))[:self.num_mistakes]
+        return sorted(wrong, key=_surest_first)[:self.num_mistakes]
+
+
+def _surest_first(mistake: dict) -> tuple:
+    return -mistake["probability"], mistake["text"]
