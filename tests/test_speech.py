@@ -170,6 +170,22 @@ def test_features_shapes_and_band_normalisation(kind, rows):
     assert Features(8000, n_mels=32)(torch.randn(2, 8000)).shape == (2, 1, 32, 101)
 
 
+def test_a_soft_noise_floor_makes_silent_and_hissing_padding_look_alike():
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(8000) / 8000
+    word = torch.sin(2 * torch.pi * 400 * t) * ((t > 0.4) & (t < 0.6))  # a tone in silence
+    power = word.pow(2).mean()
+    hiss = word + torch.randn(8000, generator=g) * (power / 10 ** 4).sqrt()  # white noise at 40 dB SNR
+    x = torch.stack([word, hiss])
+
+    def gap(f):
+        out = f(x)
+        return (out[0] - out[1]).abs().mean().item()
+
+    assert gap(Features(8000, floor_db=30)) < 0.25 * gap(Features(8000))
+    assert torch.equal(Features(8000, floor_db=None)(x), Features(8000)(x))
+
+
 def test_frequency_warp_moves_formants_in_training_only():
     from src.models.audio import warp_frequencies
 

@@ -15,14 +15,17 @@ class Features(nn.Module):
 
     In training, `warp=[lo, hi]` stretches each clip's frequency axis by a random factor (vocal tract length
     perturbation, Jaitly & Hinton 2013), before the mel filters.
-    Each utterance is floored `top_db` below its loudest bin (zero padding has no energy at all), then
-    normalised: "utterance" (zero mean, unit variance over the whole clip), "band" (each frequency band to
+    Each utterance is floored `top_db` below its loudest bin (zero padding has no energy at all); with
+    `floor_db`, it is also given a soft noise floor `floor_db` below its mean power (log(power + floor), the
+    expected spectrum of white noise at that SNR), so the digital silence around a trimmed recording and the
+    hiss around a noisy one look alike. Then it is normalised: "utterance" (zero mean, unit variance over the whole clip), "band" (each frequency band to
     zero mean over time: removes a fixed microphone or channel colouring; then unit variance), or "none".
     """
 
     def __init__(self, sample_rate: int, kind: str = "logmel", n_mels: int = 40, n_mfcc: int = 20,
                  win_ms: float = 25.0, hop_ms: float = 10.0, f_min: float = 20.0, f_max: float | None = None,
-                 top_db: float = 80.0, normalize: str = "band", warp: list[float] | None = None):
+                 top_db: float = 80.0, floor_db: float | None = None, normalize: str = "band",
+                 warp: list[float] | None = None):
         super().__init__()
         if warp is not None and not 0.5 <= float(warp[0]) <= float(warp[1]) <= 2.0:
             raise ValueError(f"features.warp={list(warp)}: give [low, high] factors between 0.5 and 2, or null")
@@ -39,6 +42,7 @@ class Features(nn.Module):
             hop_length=int(round(sample_rate * hop_ms / 1000)), f_min=f_min, f_max=f_max or sample_rate / 2,
             n_mels=n_mels, power=2.0, norm="slaney", mel_scale="slaney")
         self.kind, self.top_db, self.normalize = kind, top_db, normalize
+        self.floor_db = None if floor_db is None else float(floor_db)
         if kind == "mfcc":
             self.register_buffer("dct", torchaudio.functional.create_dct(n_mfcc, n_mels, "ortho"), persistent=False)
         self.num_features = n_mfcc if kind == "mfcc" else n_mels
@@ -50,6 +54,8 @@ class Features(nn.Module):
                 lo, hi = self.warp
                 spec = warp_frequencies(spec, lo + (hi - lo) * torch.rand(len(spec), device=spec.device))
             spec = self.mel.mel_scale(spec)  # (N, F, T)
+            if self.floor_db is not None:
+                spec = spec + spec.mean(dim=(1, 2), keepdim=True) * 10 ** (-self.floor_db / 10)
             db = 10 * torch.log10(spec.clamp_min(1e-10))
             db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
             if self.kind == "mfcc":
