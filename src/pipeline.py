@@ -146,6 +146,8 @@ def quiet_lightning_handlers() -> None:
         drop.gradlab = True
         rank_zero.addFilter(drop)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # the summary's size estimate under bf16-mixed/16-mixed: a remark on an estimate, not on the run
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
 
 
 def _floats(results: list[dict]) -> dict:
@@ -212,7 +214,8 @@ def train(cfg: DictConfig) -> float | None:
     # weight averaging is done once fitting ends: the checkpoints hold the averaged weights, which validate and
     # test must load as they are (the callback would swap in its own copy of the average)
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    chosen = [c for c in trainer.checkpoint_callbacks if c.monitor]  # the best one, not last_checkpoint
+    best = chosen[0].best_model_path if chosen else ""
     if not cfg.get("train", True):
         best = ckpt_path or ""  # train=false: evaluate the checkpoint given, not fresh weights
     metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False))

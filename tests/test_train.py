@@ -26,6 +26,17 @@ def test_short_run_learns_and_writes_its_run_directory(compose_train, tmp_path):
     assert run["seed"] == 42 and run["epochs"] == 3 and run["best_checkpoint"]
 
 
+def test_last_ckpt_is_the_last_epoch_even_when_the_best_was_earlier(compose_train, tmp_path):
+    # mode=min on val/acc makes the first (worst) epoch the "best": Lightning 2.6's save_last would then leave
+    # last.ckpt at that epoch too, and a resumed run would redo every epoch after it
+    cfg = compose_train(*QUICK, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min")
+    pipeline.train(cfg)
+    assert [p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt")] == ["best-000.ckpt"]
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2
+    assert json.loads((tmp_path / "run.json").read_text())["best_checkpoint"].endswith("best-000.ckpt")
+
+
 @pytest.mark.parametrize("overrides", [
     ["model=resnet", "model.width=16", "model.blocks=[1,1]", "optimizer=sgd", "optimizer.lr=0.05", "scheduler=onecycle"],
     ["optimizer=adam", "scheduler=plateau", "trainer.gradient_clip_val=1.0", "trainer.accumulate_grad_batches=2"],
