@@ -56,39 +56,6 @@ def test_spoken_words_are_deterministic_and_split_by_voice(tmp_path):
     assert (first["clips"].abs().amax(1) > 1000).all()  # every clip holds a word, not silence
 
 
-def _centroid(wave: np.ndarray, rate: int) -> float:
-    mag = np.abs(np.fft.rfft(wave.astype(np.float64)))
-    return float((mag * np.fft.rfftfreq(len(wave), 1 / rate)).sum() / mag.sum())
-
-
-def test_random_voices_are_new_reproducible_speakers_heard_in_training_only(tmp_path):
-    from src.data.espeak import _synthesise_fresh, data_with_variants, random_variant
-
-    dm = small_words(tmp_path / "one", random_voices=3)
-    extra = dm.random_variants()
-    split = dm.voice_split()
-    assert set(extra) <= set(split["train"]) and not set(extra) & set(split["val"] + split["test"])
-    assert extra == small_words(tmp_path / "two", random_voices=3).random_variants()
-    assert extra != small_words(tmp_path / "two", random_voices=3, seed=1).random_variants()
-    # the variant is really used: a long vocal tract (all formants at 80 %) sounds darker than a short one
-    dark = random_variant(np.random.default_rng(0), "dark").replace("klatt", "#")
-    dark = "\n".join(l if not l.startswith("formant") else " ".join(l.split()[:2] + ["80", "100", "100"])
-                      for l in dark.splitlines()) + "\n"
-    bright = dark.replace(" 80 100 100", " 125 100 100").replace("name dark", "name bright")
-    path = data_with_variants(tmp_path / "espeak", {"dark": dark, "bright": bright})
-    assert data_with_variants(tmp_path / "espeak", {"dark": dark, "bright": bright}) == path  # built once
-    rate, (low,) = _synthesise_fresh([("seven", "en-us+dark", 175, 50, 50)], path)
-    _, (high,) = _synthesise_fresh([("seven", "en-us+bright", 175, 50, 50)], path)
-    assert _centroid(low, rate) < 0.9 * _centroid(high, rate)
-    # generated twice, the same samples; and they are in the training split
-    first = dm.generate(tmp_path / "a.pt")
-    again = small_words(tmp_path / "two", random_voices=3).generate(tmp_path / "b.pt")
-    assert first["md5"] == again["md5"]
-    heard = [v.split("+")[1] for v, k in zip(first["voices"], first["split"].tolist()) if "+" in v and k == 0]
-    assert set(extra) <= set(heard)
-    assert len(first["labels"]) == 3 * 2 * (len(VARIANTS) + 1 + 3)
-
-
 def test_the_cache_is_reused_and_a_damaged_one_is_named(tmp_path):
     from src.errors import UserError
 

@@ -40,65 +40,11 @@ def variants() -> list[str]:
     return sorted(p.name for p in (Path(_paths()[1]) / "voices" / "!v").iterdir() if p.is_file())
 
 
-def random_variant(rng: np.random.Generator, name: str) -> str:
-    """A new speaker: an espeak-ng variant file with random vocal-tract length (every formant scaled by one
-    factor, then each jittered), formant strengths and widths, pitch, voicing, roughness, room echo and,
-    for some, the Klatt synthesiser. No `breath`: its noise source is not reproducible."""
-    warp = rng.uniform(0.8, 1.25)
-    base = float(np.exp(rng.uniform(np.log(70), np.log(240))))
-    lines = ["language variant", f"name {name}", f"pitch {base:.0f} {base * rng.uniform(1.15, 1.9):.0f}",
-             f"flutter {rng.integers(0, 40)}", f"roughness {rng.integers(0, 6)}",
-             f"voicing {rng.integers(60, 150)}", f"consonants {rng.integers(60, 130)} {rng.integers(60, 130)}"]
-    for k in range(1, 9):
-        lines.append(f"formant {k} {100 * warp * rng.uniform(0.94, 1.06):.0f} {rng.uniform(60, 140):.0f} "
-                     f"{rng.uniform(70, 160):.0f}")
-    if rng.random() < 0.3:
-        lines.append(f"echo {rng.integers(10, 160)} {rng.integers(5, 25)}")
-    if rng.random() < 0.25:
-        lines.append(f"klatt {rng.integers(1, 7)}")
-    return "\n".join(lines) + "\n"
-
-
-def data_with_variants(folder: Path, extra: dict[str, str]) -> str:
-    """An espeak-ng data folder under `folder` that is the wheel's plus `extra` variants (name -> file text):
-    links to the wheel's files, so it costs a few kilobytes. Built once per set of variants, atomically."""
-    import hashlib
-    import shutil
-    import tempfile
-
-    digest = hashlib.sha1("".join(f"{k}\0{v}\0" for k, v in sorted(extra.items())).encode()).hexdigest()[:16]
-    target = Path(folder) / f"espeak-ng-data-{digest}"
-    if target.is_dir():
-        return str(target)
-    wheel = Path(_paths()[1])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".part"))
-    try:
-        for p in wheel.iterdir():
-            if p.name != "voices":
-                os.symlink(p.resolve(), tmp / p.name)
-        (tmp / "voices" / "!v").mkdir(parents=True)
-        for p in (wheel / "voices").iterdir():
-            if p.name != "!v":
-                os.symlink(p.resolve(), tmp / "voices" / p.name)
-        for p in (wheel / "voices" / "!v").iterdir():
-            os.symlink(p.resolve(), tmp / "voices" / "!v" / p.name)
-        for name, text in extra.items():
-            (tmp / "voices" / "!v" / name).write_text(text)
-        os.rename(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.is_dir():  # another process may have built the same folder first
-            raise
-    return str(target)
-
-
 class ESpeak:
     """One espeak-ng instance in this process. `say` returns int16 samples at `self.sample_rate` (22,050 Hz)."""
 
-    def __init__(self, data_path: str | None = None):
-        lib_path, wheel_data = _paths()
-        data_path = data_path or wheel_data
+    def __init__(self):
+        lib_path, data_path = _paths()
         self.lib = ctypes.CDLL(lib_path)
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
@@ -130,12 +76,12 @@ class ESpeak:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
 
 
-def _synthesise_list(items: list[tuple], data_path: str | None = None) -> tuple[int, list[np.ndarray]]:
-    engine = ESpeak(data_path)
+def _synthesise_list(items: list[tuple]) -> tuple[int, list[np.ndarray]]:
+    engine = ESpeak()
     return engine.sample_rate, [engine.say(*item) for item in items]
 
 
-def _synthesise_fresh(items: list[tuple], data_path: str | None = None) -> tuple[int, list[np.ndarray]]:
+def _synthesise_fresh(items: list[tuple]) -> tuple[int, list[np.ndarray]]:
     """_synthesise_list in a forked child of this process, which has never loaded espeak-ng itself, so the
     child starts from espeak-ng's initial state. Forking costs milliseconds; a new interpreter, seconds."""
     read_fd, write_fd = os.pipe()
@@ -145,7 +91,7 @@ def _synthesise_fresh(items: list[tuple], data_path: str | None = None) -> tuple
         try:
             os.close(read_fd)
             with os.fdopen(write_fd, "wb") as f:
-                pickle.dump(_synthesise_list(items, data_path), f, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(_synthesise_list(items), f, protocol=pickle.HIGHEST_PROTOCOL)
             status = 0
         finally:
             os._exit(status)
@@ -158,20 +104,18 @@ def _synthesise_fresh(items: list[tuple], data_path: str | None = None) -> tuple
     return pickle.loads(data)
 
 
-def synthesise(lists: list[list[tuple]], processes: int | None = None, progress=None, data_path: str | None = None):
+def synthesise(lists: list[list[tuple]], processes: int | None = None, progress=None):
     """Synthesise each list of (text, voice, rate, pitch, pitch_range), each from espeak-ng's initial state;
-    yields (index, sample_rate, [int16 arrays]) in order. data_path: an espeak-ng data folder other than the
-    wheel's (data_with_variants).
+    yields (index, sample_rate, [int16 arrays]) in order.
 
     Workers are new interpreters ("spawn": they never load espeak-ng nor inherit torch's threads); each list
     runs in a fork of a worker, so the result depends on the list alone, not on what ran before it.
     """
     from concurrent.futures import ProcessPoolExecutor
-    from functools import partial
 
     processes = processes or max(1, min(len(lists), os.cpu_count() or 1))
     with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool:
-        for i, (rate, waves) in enumerate(pool.map(partial(_synthesise_fresh, data_path=data_path), lists)):
+        for i, (rate, waves) in enumerate(pool.map(_synthesise_fresh, lists)):
             if progress is not None:
                 progress(i + 1, len(lists))
             yield i, rate, waves

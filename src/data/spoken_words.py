@@ -45,7 +45,7 @@ class SpokenWordsDataModule(AudioDataModule):
     def __init__(self, words: str | list[str] = "commands", languages: list[str] | None = None,
                  variants: list[str] | None = None, exclude_variants: list[str] | None = None, per_voice: int = 2,
                  rate: list[int] = (130, 220), pitch: list[int] = (20, 80), pitch_range: list[int] = (20, 90),
-                 val_voices: float = 0.1, test_voices: float = 0.15, random_voices: int = 0, noise_p: float = 0.8,
+                 val_voices: float = 0.1, test_voices: float = 0.15, noise_p: float = 0.8,
                  snr_db: list[float] = (5, 40), noise_where: str = "all", seed: int = 0, real_dir: str | None = None,
                  cache_dir: str = "data/cache", **kwargs):
         super().__init__(**kwargs)
@@ -71,9 +71,6 @@ class SpokenWordsDataModule(AudioDataModule):
         self.rate, self.pitch = _pair(rate, "rate"), _pair(pitch, "pitch")
         self.pitch_range = _pair(pitch_range, "pitch_range")
         self.val_voices, self.test_voices = float(val_voices), float(test_voices)
-        if random_voices < 0:
-            raise ValueError(f"data.random_voices={random_voices} should be 0 or more")
-        self.random_voices = int(random_voices)
         self.noise_p, self.snr_db = float(noise_p), _pair(snr_db, "snr_db")
         if noise_where not in ("all", "word"):
             raise ValueError(f"data.noise_where={noise_where}: choose all or word")
@@ -111,14 +108,7 @@ class SpokenWordsDataModule(AudioDataModule):
             raise UserError(f"data: {len(names)} voice variants are too few for a train/val/test split by voice")
         shuffled = [names[i] for i in order]
         return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
-                "train": ["", *sorted(shuffled[n_test + n_val:]), *self.random_variants()]}
-
-    def random_variants(self) -> dict[str, str]:
-        """random_voices new speakers (name -> espeak-ng variant file), for training only."""
-        from src.data.espeak import random_variant
-
-        return {f"random{i:04d}": random_variant(np.random.default_rng([self.seed, i, 7]), f"random{i:04d}")
-                for i in range(self.random_voices)}
+                "train": ["", *sorted(shuffled[n_test + n_val:])]}
 
     def _plan(self, variant: str) -> list[tuple]:
         """What one variant says, in every accent: (text, voice, rate, pitch, pitch range, label)."""
@@ -140,7 +130,6 @@ class SpokenWordsDataModule(AudioDataModule):
 
         spec = {"format": _FORMAT, "espeak": version("espeakng-loader"), "words": self.words,
                 "languages": self.languages, "split": self.voice_split(), "per_voice": self.per_voice,
-                "random_voices": self.random_variants(),
                 "rate": self.rate, "pitch": self.pitch, "range": self.pitch_range, "noise_p": self.noise_p,
                 "noise_where": self.noise_where,
                 "snr_db": self.snr_db, "seed": self.seed, "sample_rate": self.sample_rate,
@@ -163,11 +152,9 @@ class SpokenWordsDataModule(AudioDataModule):
 
     def generate(self, path: Path) -> dict:
         """Synthesise the whole set (a fresh espeak-ng process per variant) and save it to `path`."""
-        from src.data.espeak import data_with_variants, synthesise
+        from src.data.espeak import synthesise
 
         split = self.voice_split()
-        extra = self.random_variants()
-        data_path = data_with_variants(self.cache_dir / "espeak", extra) if extra else None
         jobs = [(name, v) for name in ("train", "val", "test") for v in split[name]]
         plans = [self._plan(v) for _, v in jobs]
         start, last = time.time(), [0.0]
@@ -182,8 +169,7 @@ class SpokenWordsDataModule(AudioDataModule):
 
         clips, labels, splits, voices = [], [], [], []
         resamplers = {}
-        for i, rate, waves in synthesise([[item[:5] for item in plan] for plan in plans], progress=progress,
-                                         data_path=data_path):
+        for i, rate, waves in synthesise([[item[:5] for item in plan] for plan in plans], progress=progress):
             longest = max(len(w) for w in waves)
             batch = torch.zeros(len(waves), longest)
             for j, w in enumerate(waves):
