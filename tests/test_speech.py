@@ -153,26 +153,6 @@ def test_a_soft_noise_floor_makes_silent_and_hissing_padding_look_alike():
     assert torch.equal(Features(8000, floor_db=None)(x), Features(8000)(x))
 
 
-def test_frequency_warp_moves_formants_in_training_only():
-    from src.models.audio import warp_frequencies
-
-    spec = torch.zeros(3, 201, 5)
-    spec[:, 100] = 1.0  # energy at half the band
-    out = warp_frequencies(spec, torch.tensor([0.8, 1.0, 1.2]))
-    assert out[:, :, 0].argmax(1).tolist() == [80, 100, 120]
-    assert torch.equal(out[1], spec[1]) and (out >= 0).all()
-    assert torch.equal(warp_frequencies(torch.ones(2, 201, 5), torch.tensor([0.85, 1.15])), torch.ones(2, 201, 5))
-    t = torch.arange(8000) / 8000
-    x = torch.sin(2 * torch.pi * 1000 * t)[None].repeat(4, 1)
-    f = Features(8000, warp=[0.8, 1.25])
-    assert torch.equal(f.eval()(x), Features(8000)(x))  # evaluation never warps
-    torch.manual_seed(0)
-    peaks = f.train()(x)[:, 0].mean(-1).argmax(-1)
-    assert len(set(peaks.tolist())) > 1  # each clip its own factor
-    with pytest.raises(ValueError, match="features.warp"):
-        Features(8000, warp=[1.2, 0.8])
-
-
 def test_spec_augment_masks_in_training_only():
     aug = SpecAugment(freq_masks=2, freq_width=8, time_masks=2, time_width=10)
     x = torch.randn(4, 1, 40, 101)
