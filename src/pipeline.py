@@ -214,8 +214,9 @@ def train(cfg: DictConfig) -> float | None:
     # weight averaging is done once fitting ends: the checkpoints hold the averaged weights, which validate and
     # test must load as they are (the callback would swap in its own copy of the average)
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-    chosen = [c for c in trainer.checkpoint_callbacks if c.monitor]  # the best one, not last_checkpoint
-    best = chosen[0].best_model_path if chosen else ""
+    # the checkpoint chosen on the monitored metric; a recipe without one (model_checkpoint=null) tests the last
+    chosen = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
+    best = (chosen or [c.last_model_path or c.best_model_path for c in trainer.checkpoint_callbacks] or [""])[0]
     if not cfg.get("train", True):
         best = ckpt_path or ""  # train=false: evaluate the checkpoint given, not fresh weights
     metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False))
