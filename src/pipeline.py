@@ -216,7 +216,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     # the checkpoint chosen on the monitored metric; a recipe without one (model_checkpoint=null) tests the last
     chosen = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
-    best = (chosen or [c.last_model_path or c.best_model_path for c in trainer.checkpoint_callbacks] or [""])[0]
+    best = (chosen or [c.best_model_path for c in trainer.checkpoint_callbacks] or [""])[0]
     if not cfg.get("train", True):
         best = ckpt_path or ""  # train=false: evaluate the checkpoint given, not fresh weights
     metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False))

@@ -16,8 +16,9 @@ class Features(nn.Module):
     Each utterance is floored `top_db` below its loudest bin (zero padding has no energy at all); with
     `floor_db`, it is also given a soft noise floor `floor_db` below its mean power (log(power + floor), the
     expected spectrum of white noise at that SNR), so the digital silence around a trimmed recording and the
-    hiss around a noisy one look alike. Then it is normalised: "utterance" (zero mean, unit variance over the whole clip), "band" (each frequency band to
-    zero mean over time: removes a fixed microphone or channel colouring; then unit variance), or "none".
+    hiss around a noisy one look alike. Then it is normalised: "utterance" (zero mean, unit variance over the
+    whole clip), "band" (each frequency band to zero mean over time: removes a fixed microphone or channel
+    colouring; then unit variance), or "none".
     """
 
     def __init__(self, sample_rate: int, kind: str = "logmel", n_mels: int = 40, n_mfcc: int = 20,
