@@ -87,15 +87,15 @@ def run_gradlab(cfg, skip: int, steps: int) -> float:
     from src import pipeline
 
     L.seed_everything(0, verbose=False)
-    dm = pipeline._build(cfg.data, "data")
+    dm = pipeline.build(cfg.data, "data")
     dm.prepare_data()
     task = pipeline.build_task(cfg, dm.info)
     timer = StepTimer(skip, steps, cfg.trainer.accelerator)
     callbacks = pipeline.build_callbacks(cfg) + [timer.callback]
     if not cfg.get("logger"):
         return _fit(cfg, task, dm, callbacks, skip, steps, timer)
-    trainer = pipeline._build(cfg.trainer, "trainer", callbacks=callbacks, logger=pipeline.build_loggers(cfg),
-                              max_steps=skip + steps, max_epochs=-1)
+    trainer = pipeline.build(cfg.trainer, "trainer", callbacks=callbacks, logger=pipeline.build_loggers(cfg),
+                             max_steps=skip + steps, max_epochs=-1)
     pipeline.quiet_lightning_handlers()
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps
@@ -104,7 +104,7 @@ def run_gradlab(cfg, skip: int, steps: int) -> float:
 def _fit(cfg, task, dm, callbacks, skip, steps, timer) -> float:
     from src import pipeline
 
-    trainer = pipeline._build(cfg.trainer, "trainer", callbacks=callbacks, logger=False, max_steps=skip + steps,
+    trainer = pipeline.build(cfg.trainer, "trainer", callbacks=callbacks, logger=False, max_steps=skip + steps,
                               max_epochs=-1)
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps
@@ -117,7 +117,7 @@ def run_plain(cfg, skip: int, steps: int, device: str) -> float:
     import torch
     import torch.nn.functional as F
 
-    from src.data.images import random_crop_flip
+    from src.data.image.base import random_crop_flip
     from src.models.cnn import CNN
 
     torch.manual_seed(0)
@@ -174,7 +174,8 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default: by data set)")
     parser.add_argument("--skip", type=int, default=5, help="warm-up steps not timed")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--bare", action="store_true", help="gradlab without callbacks or loggers (Lightning's own cost)")
+    parser.add_argument("--bare", action="store_true",
+                        help="gradlab without callbacks or loggers (Lightning's own cost)")
     args = parser.parse_args()
     steps = args.steps or {"digits": 30}.get(args.data, 60)
 

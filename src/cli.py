@@ -4,6 +4,8 @@ Nothing here imports torch; src.pipeline (torch, Lightning) is imported only onc
 """
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,8 +26,23 @@ def run(cfg: DictConfig, config_name: str, action: str):
 
         return getattr(pipeline, action)(cfg)
     except UserError as e:
-        print(f"{getattr(e, 'prefix', 'error: ')}{e}", file=sys.stderr, flush=True)
-        sys.exit(getattr(e, "exit_code", 2))
+        print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+
+
+class RankZero(logging.Filter):
+    """A handler filter (conf/hydra/job_logging/gradlab.yaml): what a run says at INFO and below is said by its
+    first process only; warnings and errors from every process. The rank comes from the variables Lightning's
+    launcher, torchrun and SLURM set (as Lightning reads it), so nothing heavy is imported to know it."""
+
+    def __init__(self):
+        super().__init__()
+        rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+                     if k in os.environ), "0")
+        self.rank = int(rank) if rank.isdigit() else 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.rank == 0 or record.levelno > logging.INFO
 
 
 def resume_in_place(argv: list[str]) -> list[str]:

@@ -1,12 +1,11 @@
-"""The whole run, top to bottom: train() for train.py, evaluate() for eval.py, predict() for predict.py."""
+"""The whole run, top to bottom: train() for train.py, evaluate() for eval.py, predict() for predict.py and
+prepare() for prepare.py. Each builds what the config names, hands it to Lightning, and records the outcome; what a
+task or a data module provides is declared in src/tasks/base.py and src/data/base.py and used only through that."""
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,22 +13,24 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.strategies import ParallelStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.callbacks.preemption import stopped
+from src.checkpoint import load_task, read_checkpoint, requeued_checkpoint
+from src.data.base import DataModule
 from src.errors import UserError
+from src.records import log_metrics, run_info, write_json
+from src.tasks.base import Task
 
-
-class Stopped(UserError):
-    """The run was told to stop (SIGTERM): exit status 128 + 15, as a process killed by SIGTERM reports."""
-
-    exit_code = 143
-    prefix = ""
+log = logging.getLogger(__name__)
 
 
 # -- building blocks ---------------------------------------------------------------------------------
-def _build(node, what: str, **kwargs):
+def build(node, what: str, **kwargs):
     """instantiate() with the user's mistakes turned into one line naming the config group."""
     try:
         return instantiate(node, **kwargs)
@@ -46,108 +47,100 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
 
 
-def task_name(target: str) -> str:
-    """src.tasks.image.ImageClassification -> image"""
-    return target.split(".")[-2] if target.count(".") >= 2 else target
+def build_data(node) -> DataModule:
+    datamodule = build(node, "data")
+    if not isinstance(datamodule, DataModule):
+        raise UserError(f"data._target_={node['_target_']} is not a gradlab data module: derive it from "
+                        f"src.data.base.DataModule.")
+    return datamodule
 
 
-def read_checkpoint(path: str, expected_task: str | None = None) -> dict:
-    """Load a checkpoint's contents on the CPU (weights only) and check that it is one of ours, of this task."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"ckpt_path={path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - truncated zip, pickle of unknown classes, not a torch file
-        raise UserError(f"ckpt_path={path} is not a readable checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:200]}). Was it truncated? Use another, e.g. the run's best-*.ckpt.") from None
-    meta = ckpt.get("gradlab") if isinstance(ckpt, dict) else None
-    if not meta or "hyper_parameters" not in ckpt:
-        raise UserError(f"ckpt_path={path} was not written by gradlab (it has no task record).")
-    if expected_task and meta["task"] != expected_task:
-        raise UserError(f"ckpt_path={path} is a checkpoint of task={task_name(meta['task'])} ({meta['task']}), "
-                        f"but this run is task={task_name(expected_task)}: pass task={task_name(meta['task'])} "
-                        f"or a checkpoint of this task.")
-    return ckpt
-
-
-def build_task(cfg: DictConfig, data_info: dict):
+def build_task(cfg: DictConfig, data_info: dict) -> Task:
     node = OmegaConf.to_container(cfg.task, resolve=True)
-    return _build(node, "task/model", model=_plain(cfg.model), optimizer=_plain(cfg.optimizer),
-                  scheduler=_plain(cfg.get("scheduler")), data=_plain(cfg.data), data_info=data_info,
-                  _recursive_=False, _convert_="all")
+    task = build(node, "task/model", model=_plain(cfg.model), optimizer=_plain(cfg.optimizer),
+                 scheduler=_plain(cfg.get("scheduler")), data=_plain(cfg.data), data_info=data_info,
+                 _recursive_=False, _convert_="all")
+    if not isinstance(task, Task):
+        raise UserError(f"task._target_={node['_target_']} is not a gradlab task: derive it from src.tasks.base.Task.")
+    return task
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    return [_build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
+    return [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
             if node is not None and "_target_" in node]
 
 
-def build_loggers(cfg: DictConfig) -> list:
-    return [_build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items()
-            if node is not None and "_target_" in node]
+def build_loggers(cfg: DictConfig, resuming: bool = False) -> list:
+    """The configured loggers. Resuming in a run directory that already has logs, a logger without a fixed
+    version writes a new version beside the old (Lightning's CSV logger would otherwise replace metrics.csv)."""
+    loggers = {name: node for name, node in (cfg.get("logger") or {}).items()
+               if node is not None and "_target_" in node}
+    if resuming and (Path(cfg.paths.output_dir) / "csv").exists():
+        with open_dict(cfg):
+            for node in loggers.values():
+                if node.get("version") == "":
+                    node.version = f"resume-{time.strftime('%Y%m%d-%H%M%S')}"
+    return [build(node, f"logger.{name}") for name, node in loggers.items()]
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
-    return _build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    return build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
 
-def _git() -> dict:
-    root = Path(__file__).resolve().parent.parent
+def data_info(datamodule: DataModule, trainer: L.Trainer) -> dict:
+    """Prepare the data once per node, as Lightning does (its first process downloads, extracts and builds the
+    caches while the node's others wait), then describe it for the task. Processes that SLURM or torchrun
+    started together meet in the process group, set up now rather than at fit; Lightning's own launcher starts
+    its other processes only at fit, after this one has prepared everything."""
+    strategy = trainer.strategy
+    together = (isinstance(strategy, ParallelStrategy) and trainer.world_size > 1
+                and isinstance(strategy.cluster_environment, (SLURMEnvironment, TorchElasticEnvironment)))
+    if together:
+        trainer.strategy.setup_environment()  # fit finds the process group up and keeps it
+    if trainer.local_rank == 0:
+        datamodule.prepare_data()  # downloads, or names what is missing, before any model is built
+    if together:
+        trainer.strategy.barrier("prepare_data")
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return datamodule.info
+    except ValueError as e:
+        raise UserError(f"data: {e}") from None
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+class _LightningNoise(logging.Filter):
+    """Drops Lightning's notices that say nothing about this run."""
+
+    NOISE = ("💡 Tip", "Trainer already configured with model summary", "Loading `train_dataloader` to estimate",
+             "TPU available", "HPU available")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
 
 
-def print_metrics(title: str, metrics: dict, run_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in metrics.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console = Console()
-    console.print(table)
-    console.print(f"run directory: {run_dir}")
-
-
-_NOISE = ("💡 Tip", "Trainer already configured with model summary", "Loading `train_dataloader` to estimate",
-          "TPU available", "HPU available")
+_NOISE = _LightningNoise()
 
 
 def quiet_lightning_handlers() -> None:
     """Lightning logs through its own console handler and also to the root logger Hydra set up, so every
     message would print twice: keep Hydra's (console and the run's log file), and drop notices that say
     nothing about this run."""
-    import logging
     import warnings
 
     if logging.getLogger().handlers:
         for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
             logging.getLogger(name).handlers.clear()
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(getattr(f, "gradlab", False) for f in rank_zero.filters):
-        drop = logging.Filter()
-        drop.filter = lambda record: not str(record.msg).startswith(_NOISE)
-        drop.gradlab = True
-        rank_zero.addFilter(drop)
+    if _NOISE not in rank_zero.filters:
+        rank_zero.addFilter(_NOISE)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # the summary's size estimate under bf16-mixed/16-mixed: a remark on an estimate, not on the run
     warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
+
+
+def _start(cfg: DictConfig) -> None:
+    quiet_lightning_handlers()
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
 
 
 def _floats(results: list[dict]) -> dict:
@@ -157,115 +150,82 @@ def _floats(results: list[dict]) -> dict:
     return out
 
 
-def requeued_checkpoint(run_dir: Path) -> str | None:
-    """The run's own last.ckpt when SLURM has started this job again (requeued after a pre-emption or a time
-    limit: SLURM_RESTART_COUNT > 0), so the job goes on where it stopped instead of starting over."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0") and last.is_file():
-        print(f"requeued by SLURM (restart {os.environ['SLURM_RESTART_COUNT']}): resuming from {last}", flush=True)
-        return str(last)
-    return None
+def select_checkpoint(trainer: L.Trainer) -> str | None:
+    """The checkpoint chosen on the monitored validation metric; a run without one (callbacks.model_checkpoint=
+    null) takes its last epoch's. Weight averaging ends with fitting: the checkpoints hold the averaged weights,
+    which validate and test load as they are (the callback would swap in its own copy of the average)."""
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    chosen = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
+    return (chosen or [c.best_model_path for c in trainer.checkpoint_callbacks] or [""])[0] or None
 
 
 # -- train -------------------------------------------------------------------------------------------
 def train(cfg: DictConfig) -> float | None:
     """Fit on train, select the checkpoint on val, test it once; returns the monitored metric (for sweeps)."""
-    start = time.time()
-    run_dir = Path(cfg.paths.output_dir)
-    quiet_lightning_handlers()
-    if cfg.seed is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-
+    started, run_dir = time.time(), Path(cfg.paths.output_dir)
+    _start(cfg)
     ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(run_dir)
     if ckpt_path:  # before any data is read: a checkpoint of another task is refused at once
         read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
-    datamodule = _build(cfg.data, "data")
-    datamodule.prepare_data()  # downloads or names what is missing, before any model is built
-    try:
-        data_info = datamodule.info
-    except ValueError as e:
-        raise UserError(f"data: {e}") from None
-    task = build_task(cfg, data_info)
-    if ckpt_path and (run_dir / "csv").exists():
-        # resuming in the same run directory: new log versions beside the old (Lightning's CSV logger would
-        # otherwise delete the old metrics.csv)
-        with open_dict(cfg):
-            for node in (cfg.get("logger") or {}).values():
-                if node is not None and node.get("version") == "":
-                    node.version = f"resume-{time.strftime('%Y%m%d-%H%M%S')}"
-    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
 
-    info = {"command": [sys.executable, *sys.argv], "cwd": os.getcwd(), "git": _git(), "seed": cfg.seed,
-            "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__,
-            "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed_from": ckpt_path}
+    # build
+    datamodule = build_data(cfg.data)
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg, resuming=bool(ckpt_path)))
+    task = build_task(cfg, data_info(datamodule, trainer))
+    record = run_info(seed=cfg.seed, resumed_from=ckpt_path)
     if trainer.is_global_zero:
-        write_json(run_dir / "run.json", info)
+        write_json(run_dir / "run.json", record)
         if ckpt_path:
-            print(f"resuming from {ckpt_path}", flush=True)
+            log.info("resuming from %s", ckpt_path)
 
+    # fit
     if cfg.get("train", True):
         try:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         except SIGTERMException:
-            saved = next((c.saved for c in trainer.callbacks if getattr(c, "saved", None)), None)
-            raise Stopped(f"stopped by SIGTERM at epoch {trainer.current_epoch}, step {trainer.global_step}"
-                          + (f"; saved {saved}. Resume with ckpt_path={saved} (or ckpt_path=last)." if saved
-                             else "; no checkpoint was saved (callbacks.sigterm is off).")) from None
-    # weight averaging is done once fitting ends: the checkpoints hold the averaged weights, which validate and
-    # test must load as they are (the callback would swap in its own copy of the average)
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-    # the checkpoint chosen on the monitored metric; a recipe without one (model_checkpoint=null) tests the last
-    chosen = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
-    best = (chosen or [c.best_model_path for c in trainer.checkpoint_callbacks] or [""])[0]
-    if not cfg.get("train", True):
-        best = ckpt_path or ""  # train=false: evaluate the checkpoint given, not fresh weights
-    metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False))
+            raise stopped(trainer) from None
+
+    # select: train=false evaluates the checkpoint given, not fresh weights
+    best = select_checkpoint(trainer) if cfg.get("train", True) else ckpt_path
+
+    # test
+    metrics = _floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False))
     if cfg.get("test", True):
-        metrics.update(_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)))
+        metrics.update(_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)))
 
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
-        info.update({"best_checkpoint": best or None, "epochs": trainer.current_epoch,
-                     "steps": trainer.global_step, "wall_s": round(time.time() - start, 1)})
-        write_json(run_dir / "run.json", info)
+        record.update({"best_checkpoint": best, "epochs": trainer.current_epoch, "steps": trainer.global_step,
+                       "wall_s": round(time.time() - started, 1)})
+        write_json(run_dir / "run.json", record)
         shown = {k: v for k, v in metrics.items() if not k.startswith("val/")} or metrics  # test/, real/, ...
-        print_metrics("test metrics" if cfg.get("test", True) else "validation metrics", shown, run_dir)
+        log_metrics("test metrics" if cfg.get("test", True) else "validation metrics", shown, run_dir)
     value = metrics.get(cfg.task.monitor)
     return None if value is None or math.isnan(value) else value
 
 
 # -- evaluate ----------------------------------------------------------------------------------------
-def load_task(ckpt_path: str, map_location="cpu"):
-    """The task a checkpoint was trained as, with its model, labels and data config restored."""
-    ckpt = read_checkpoint(ckpt_path)
-    cls = get_class(ckpt["gradlab"]["task"])
-    return cls.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True)
-
-
 def evaluate(cfg: DictConfig) -> dict:
+    """Test (or validate) a checkpoint on the data it was trained for, read with its own tokenizers and labels."""
     run_dir = Path(cfg.paths.output_dir)
-    quiet_lightning_handlers()
-    if cfg.seed is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    _start(cfg)
+    if cfg.split not in ("test", "val"):
+        raise UserError(f"split={cfg.split}: choose test or val")
     task = load_task(cfg.ckpt_path)
     data_cfg = dict(task.hparams.data)
     for key in ("data_dir", "batch_size"):
         if cfg.get(key) is not None:
             data_cfg[key] = cfg[key]
-    datamodule = _build(data_cfg, "data")
-    if hasattr(datamodule, "use_info"):  # e.g. the checkpoint's tokenizers, not ones learnt again here
-        datamodule.use_info(task.data_info)
-    datamodule.prepare_data()
+    datamodule = build_data(data_cfg)
+    datamodule.use_info(task.data_info)
     trainer = build_trainer(cfg, [], build_loggers(cfg))
-    if cfg.split not in ("test", "val"):
-        raise UserError(f"split={cfg.split}: choose test or val")
+    data_info(datamodule, trainer)
     run = trainer.test if cfg.split == "test" else trainer.validate
     metrics = _floats(run(task, datamodule=datamodule, verbose=False))
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
-        write_json(run_dir / "run.json", {"command": [sys.executable, *sys.argv], "ckpt_path": str(cfg.ckpt_path),
-                                          "git": _git(), "split": cfg.split})
-        print_metrics(f"{cfg.split} metrics of {cfg.ckpt_path}", metrics, run_dir)
+        write_json(run_dir / "run.json", run_info(ckpt_path=str(cfg.ckpt_path), split=cfg.split))
+        log_metrics(f"{cfg.split} metrics of {cfg.ckpt_path}", metrics, run_dir)
     return metrics
 
 
@@ -291,18 +251,40 @@ def _to(batch, device):
 
 
 def predict(cfg: DictConfig) -> list[dict]:
+    """Each input through the checkpoint's data module (read_input, collate_inputs) and task (predict_batch); one
+    JSON line per input on stdout: that is predict.py's output, not a log."""
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     task = load_task(cfg.ckpt_path, map_location=device)
     task.to(device)
-    data_cls = get_class(task.hparams.data["_target_"])
-    collate = getattr(data_cls, "collate_inputs", lambda samples, info: torch.stack(samples))
+    data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
     inputs = _read_inputs(cfg)
     results = []
     for i in range(0, len(inputs), cfg.batch_size):
         chunk = inputs[i:i + cfg.batch_size]
-        batch = collate([data_cls.read_input(item, task.data_info) for item in chunk], task.data_info)
+        batch = data_cls.collate_inputs([data_cls.read_input(item, info) for item in chunk], info)
         for item, result in zip(chunk, task.predict_batch(_to(batch, device), top_k=int(cfg.top_k))):
             result = {"input": item, **result}
             print(json.dumps(result, ensure_ascii=False), flush=True)
             results.append(result)
     return results
+
+
+# -- prepare -----------------------------------------------------------------------------------------
+def prepare(cfg: DictConfig) -> dict:
+    """Download, check and build the caches of a data set without training; returns its info."""
+    started = time.time()
+    datamodule = build_data(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    try:
+        info = datamodule.info
+    except ValueError as e:
+        raise UserError(f"data: {e}") from None
+    classes = info.get("class_names")
+    what = f"{len(classes)} classes" if classes else ", ".join(f"{k}={info[k]}" for k in ("src_lang", "tgt_lang")
+                                                              if k in info)
+    sizes = ", ".join(f"{k} {v}" for k, v in datamodule.split_sizes().items())
+    name = OmegaConf.select(cfg, "hydra.runtime.choices.data", default=cfg.data._target_)
+    log.info("prepared data=%s (%s; %s) in %.1f s\ndata_dir: %s\ncache_dir: %s", name, what, sizes,
+             time.time() - started, cfg.data.get("data_dir", "-"), cfg.data.get("cache_dir", "-"))
+    return info

@@ -15,8 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def collect(sweep_dir: Path) -> tuple[list[dict], str | None]:
-    """(rows, the monitored metric's name): one row per run directory of a sweep: {"run", "status", "overrides", <metric>: value, ...}, best first by
-    the task's monitored metric (task.monitor, task.mode of each run's config); failed runs last."""
+    """(rows, the monitored metric's name): one row per run directory of a sweep: {"run", "status", "overrides",
+    <metric>: value, ...}, best first by the task's monitored metric (task.monitor, task.mode of each run's config);
+    failed runs last."""
     rows, monitor, mode = [], None, "max"
     for run in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
                       key=lambda p: (len(p.name), p.name)):

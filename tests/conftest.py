@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from tests.helpers import QUICK, ROOT, SHARED_DATA
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the workers (pytest -n, one per core) share the cores: one thread each, for them and the runs they start
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

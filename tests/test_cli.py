@@ -1,7 +1,6 @@
 """The command line as users meet it: help, and one clear line for each kind of mistake."""
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -18,15 +17,14 @@ def _fails(proc, *needles):
     return err
 
 
-def test_help_is_fast_and_lists_the_groups():
-    start = time.perf_counter()
+def test_help_lists_the_groups():
+    """(How fast --help answers is measured by benchmarks/cli_latency.py; test_no_torch_before_a_run_starts
+    checks what would slow it down.)"""
     proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0
     for group in ("task:", "model:", "data:", "optimizer:", "scheduler:", "trainer:", "logger:", "callbacks:",
                   "experiment:"):
         assert group in proc.stdout
-    assert elapsed < 5  # the 2 s target is measured in benchmarks/cli_latency.py; this catches a torch import
 
 
 def test_no_torch_before_a_run_starts():

@@ -8,12 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from src.data.cifar import CIFAR10DataModule
-from src.data.digits import DigitsDataModule
-from src.data.image_folder import ImageFolderDataModule
-from src.data.images import random_crop_flip, stratified_split
+from src.data.image.base import random_crop_flip
+from src.data.image.cifar import CIFAR10DataModule
+from src.data.image.digits import DigitsDataModule
+from src.data.image.image_folder import ImageFolderDataModule
+from src.data.image.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
 from src.data.memory import EpochSampler
-from src.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
+from src.data.splits import stratified_split
 from src.errors import UserError
 
 

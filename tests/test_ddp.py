@@ -42,7 +42,8 @@ def test_a_multirun_of_ddp_runs_gives_one_directory_and_one_metrics_file_per_run
                       f"paths.sweep_dir={tmp_path}", f"paths.log_dir={tmp_path / 'outputs'}", timeout=900)
     runs = sorted(p.parent for p in tmp_path.glob("*/*/*/metrics.json"))
     assert [r.name for r in runs] == ["0", "1"], proc.stdout[-3000:]
-    assert sorted(p.name for p in runs[0].parent.iterdir()) == ["0", "1", "multirun.yaml", "summary.csv"]  # no rank-1 extras
+    # no rank-1 extras
+    assert sorted(p.name for p in runs[0].parent.iterdir()) == ["0", "1", "multirun.yaml", "summary.csv"]
     assert not (tmp_path / "outputs").exists()
     for r in runs:
         assert [p.name for p in r.iterdir() if p.name == ".hydra"] == [".hydra"]

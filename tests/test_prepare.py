@@ -1,4 +1,4 @@
-"""python -m src.data.prepare: a login node downloads and builds the caches; a job without network trains from them."""
+"""python prepare.py: a login node downloads and builds the caches; a job without network trains from them."""
 import sys
 
 from tests.helpers import QUICK, ROOT, run_script
@@ -8,7 +8,7 @@ from tests.test_sentiment import tiny_sst2
 def prepare(*overrides):
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "src.data.prepare", *overrides], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "prepare.py", *overrides], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -41,7 +41,7 @@ def test_padding_never_changes_a_prediction(cls, kwargs):
 
 
 def test_char_ngrams_know_an_unseen_word_by_its_pieces():
-    from src.data.text import CharNgrams
+    from src.data.text.base import CharNgrams
 
     grams = CharNgrams(3, 5, buckets=10**6)
     text = "Unflinchingly bleak"
@@ -85,7 +85,7 @@ def test_each_model_learns_a_tiny_task(cls):
     opt = torch.optim.AdamW(net.parameters(), lr=5e-3)
     net.train()
     losses = []
-    for step in range(120):
+    for _ in range(120):
         idx = torch.randint(0, len(y), (32,))
         loss = torch.nn.functional.cross_entropy(net(ids[idx], lengths[idx]), y[idx])
         opt.zero_grad()
@@ -112,7 +112,8 @@ def test_predict_keeps_free_text_one_string(text):
 
     arg = quote_text(["predict.py", f"input={text}"])[1]
     assert OverridesParser.create().parse_overrides([arg])[0].value() == text
-    assert quote_text(["predict.py", "input='already, quoted'", "top_k=2"])[1:] == ["input='already, quoted'", "top_k=2"]
+    quoted = ["input='already, quoted'", "top_k=2"]
+    assert quote_text(["predict.py", *quoted])[1:] == quoted
 
 
 # -- end to end on a tiny SST-2 ------------------------------------------------------------------------
@@ -192,9 +193,11 @@ def test_ema_warms_up():
     from src.callbacks.ema import EMA
 
     average = EMA(decay=0.999)._kwargs["multi_avg_fn"]
-    avg, current = [torch.zeros(3), torch.zeros(2, dtype=torch.float64)], [torch.ones(3), torch.ones(2, dtype=torch.float64)]
+    avg = [torch.zeros(3), torch.zeros(2, dtype=torch.float64)]
+    current = [torch.ones(3), torch.ones(2, dtype=torch.float64)]
     average(avg, current, torch.tensor(0))  # decay 1/10 at first
-    assert torch.allclose(avg[0], torch.full((3,), 0.9)) and torch.allclose(avg[1], torch.full((2,), 0.9, dtype=torch.float64))
+    assert torch.allclose(avg[0], torch.full((3,), 0.9))
+    assert torch.allclose(avg[1], torch.full((2,), 0.9, dtype=torch.float64))
     avg = [torch.zeros(3), torch.tensor(5)]
     average(avg, [torch.ones(3), torch.tensor(9)], torch.tensor(10_000))  # then 0.999; a counter is copied
     assert torch.allclose(avg[0], torch.full((3,), 0.001)) and avg[1].item() == 9

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from src.data import imdb as imdb_mod
-from src.data.imdb import URL, IMDBDataModule, clean
-from src.data.sst2 import SST2DataModule, read_tsv, sentences_of, split_by_sentence
-from src.data.text_csv import TextCSVDataModule
+from src.data.text import imdb as imdb_mod
+from src.data.text.imdb import URL, IMDBDataModule, clean
+from src.data.text.sst2 import SST2DataModule, read_tsv, sentences_of, split_by_sentence
+from src.data.text.text_csv import TextCSVDataModule
 from src.errors import UserError
 
 UCI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uci_sentences"

@@ -2,9 +2,9 @@
 is made by submitit's own SLURM executor, exactly as the launcher configures it, and read back)."""
 import submitit
 from hydra import compose, initialize_config_dir
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from src.checks import CONF_DIR
 
 

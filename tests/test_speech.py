@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from src.data.augment import augment_waveforms, time_shift
-from src.data.espeak import synthesise
-from src.data.spoken_words import SpokenWordsDataModule
+from src.data.audio.augment import augment_waveforms, time_shift
+from src.data.audio.espeak import synthesise
+from src.data.audio.spoken_words import SpokenWordsDataModule
 from src.models.audio import CRNN, Features, SpecAugment, SpeechResNet
 from tests.helpers import QUICK, run_script
 
@@ -32,7 +32,7 @@ def test_each_list_is_synthesised_from_espeaks_initial_state():
     assert all(np.array_equal(x, y) for x, y in zip(first, again))
     assert len(second) == 3
     # why each list needs a fresh start: in one process, the same call twice gives different samples
-    from src.data.espeak import _synthesise_fresh
+    from src.data.audio.espeak import _synthesise_fresh
 
     _, (once, twice) = _synthesise_fresh([("seven", "en-us+m3", 175, 50, 50)] * 2)
     assert len(once) != len(twice) or not np.array_equal(once, twice)
@@ -185,7 +185,7 @@ def test_each_model_learns_a_tiny_task(model):
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     net.train()
     first = None
-    for step in range(60):
+    for _ in range(60):
         idx = torch.randint(0, len(y), (32,))
         loss = torch.nn.functional.cross_entropy(net(feats[idx]), y[idx])
         opt.zero_grad()

@@ -11,12 +11,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from src.data import audio, fsdd, speech_commands
-from src.data.audio import load_clips, read_audio
-from src.data.audio_folder import AudioFolderDataModule
-from src.data.augment import augment_waveforms
-from src.data.fsdd import FSDDDataModule
-from src.data.speech_commands import COMMANDS, WORDS, SpeechCommandsDataModule
+from src.data.audio import base as audio
+from src.data.audio import fsdd, speech_commands
+from src.data.audio.audio_folder import AudioFolderDataModule
+from src.data.audio.augment import augment_waveforms
+from src.data.audio.base import load_clips, read_audio
+from src.data.audio.fsdd import FSDDDataModule
+from src.data.audio.speech_commands import COMMANDS, WORDS, SpeechCommandsDataModule
 from src.errors import UserError
 from tests.helpers import ROOT
 

@@ -41,11 +41,13 @@ def test_without_a_monitored_checkpoint_the_last_epoch_is_tested(compose_train, 
     cfg = compose_train(*QUICK, "trainer.max_epochs=2", "callbacks.model_checkpoint=null")
     pipeline.train(cfg)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]
-    assert json.loads((tmp_path / "run.json").read_text())["best_checkpoint"] == str(tmp_path / "checkpoints" / "last.ckpt")
+    best = json.loads((tmp_path / "run.json").read_text())["best_checkpoint"]
+    assert best == str(tmp_path / "checkpoints" / "last.ckpt")
 
 
 @pytest.mark.parametrize("overrides", [
-    ["model=resnet", "model.width=16", "model.blocks=[1,1]", "optimizer=sgd", "optimizer.lr=0.05", "scheduler=onecycle"],
+    ["model=resnet", "model.width=16", "model.blocks=[1,1]", "optimizer=sgd", "optimizer.lr=0.05",
+     "scheduler=onecycle"],
     ["optimizer=adam", "scheduler=plateau", "trainer.gradient_clip_val=1.0", "trainer.accumulate_grad_batches=2"],
     ["scheduler=step", "scheduler.step_size=1", "logger=tensorboard", "trainer.precision=bf16-mixed"],
     ["scheduler=none", "optimizer=sgd", "optimizer.nesterov=false", "callbacks.early_stopping=null"],

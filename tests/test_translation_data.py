@@ -7,15 +7,14 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from src.data import numbers as numbers_mod
-from src.data.multi30k import Multi30kDataModule
-from src.data.numbers import (NumbersDataModule, cardinal, generate_pairs, say_date, say_quantity, say_time)
-from src.data.parallel_text import ParallelTextDataModule
-from src.data.text import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, collate_pairs, encode,
-                           train_bpe)
-from src.text import decode
-from src.data.translation import TranslationDataModule
+from src.data.text import numbers as numbers_mod
+from src.data.text.base import BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, collate_pairs, encode, train_bpe
+from src.data.text.multi30k import Multi30kDataModule
+from src.data.text.numbers import NumbersDataModule, cardinal, generate_pairs, say_date, say_quantity, say_time
+from src.data.text.parallel_text import ParallelTextDataModule
+from src.data.text.translation import TranslationDataModule
 from src.errors import UserError
+from src.tokens import decode
 
 SMALL = dict(train_size=600, val_size=100, test_size=100, vocab_size=200, batch_size=16)
 
@@ -100,7 +99,7 @@ def test_tokenizers_are_cached_and_travel_through_info(tmp_path, monkeypatch):
     dm.prepare_data()
     files = sorted(p.name for p in (tmp_path / "cache" / "tokenizers").iterdir())
     assert len(files) == 2 and files[0].startswith("numbers-de-") and files[1].startswith("numbers-en-")
-    monkeypatch.setattr("src.data.translation.train_bpe", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr("src.data.text.translation.train_bpe", lambda *a, **k: pytest.fail("retrained"))
     dm.prepare_data()  # safe twice; the cache is used
     dm.setup()
     info = dm.info
@@ -235,7 +234,7 @@ def test_multi30k_names_missing_files_and_the_fixes(tmp_path, monkeypatch):
         assert "c40b37b23d6387214f8ab37335b5a8672b9745f2" in urls[0] and checksum
         raise OSError("no network")
 
-    monkeypatch.setattr("src.data.multi30k.fetch", offline)
+    monkeypatch.setattr("src.data.text.multi30k.fetch", offline)
     with pytest.raises(UserError, match="could not download train.de.gz.*data=numbers"):
         Multi30kDataModule(data_dir=str(tmp_path), download=True).prepare_data()
     with pytest.raises(ValueError, match="cs"):
@@ -298,12 +297,12 @@ def test_parallel_text_from_two_files_and_its_errors(tmp_path):
                                tgt_path=str(tmp_path / "b.txt"))
 
 
-def test_an_unwritable_data_dir_still_works(tmp_path, monkeypatch, capsys):
+def test_an_unwritable_data_dir_still_works(tmp_path, monkeypatch, caplog):
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("src.data.text.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("src.data.text.base.tempfile.mkstemp", read_only)
     dm = NumbersDataModule(data_dir=str(tmp_path), **SMALL)
     dm.setup()
-    assert "cannot cache the tokenizer" in capsys.readouterr().out
+    assert "cannot cache the tokenizer" in caplog.text
     assert dm.info["src_vocab_size"] > 4 and not list((tmp_path / "cache" / "tokenizers").glob("*.json"))

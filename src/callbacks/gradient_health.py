@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from src.errors import UserError
 
 
 class NonFiniteLossError(UserError):
     pass
+
+
+def last_checkpoint(trainer: L.Trainer) -> str | None:
+    """The newest checkpoint file the run's ModelCheckpoints have written (last.ckpt, or a best-*.ckpt), if any."""
+    paths = {Path(p) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)
+             for p in (cb.last_model_path, cb.best_model_path) if p}
+    written = [p for p in paths if p.is_file()]
+    return str(max(written, key=lambda p: p.stat().st_mtime_ns)) if written else None
 
 
 class GradientHealth(Callback):
@@ -21,7 +30,8 @@ class GradientHealth(Callback):
     that epoch is written, and stops the run with a message naming the step when it is NaN or infinite.
     """
 
-    def __init__(self, per_layer: bool = True, log_every_n_steps: int | None = None, check_every_n_steps: int | None = None):
+    def __init__(self, per_layer: bool = True, log_every_n_steps: int | None = None,
+                 check_every_n_steps: int | None = None):
         self.per_layer = per_layer
         self.log_every = log_every_n_steps
         self.check_every = check_every_n_steps
@@ -87,9 +97,9 @@ class GradientHealth(Callback):
         step = int(self._bad_step.item())
         if step < 0:
             return
-        last = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")),
-                    None)
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+        last = last_checkpoint(trainer)
+        kept = (f"the last good checkpoint is {last} (resume from it with ckpt_path={last})" if last
+                else "no checkpoint had been written yet")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         raise NonFiniteLossError(
             f"the training loss became NaN or infinite at step {step} (epoch {trainer.current_epoch}); training "

@@ -7,6 +7,8 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from src.tasks.base import HasConfusion, HasExamples, require
+
 
 def save_figure(fig, path: Path, trainer, tag: str, dpi: int = 120) -> None:
     """A figure to a PNG in the run directory and, with logger=tensorboard, to TensorBoard; then closed."""
@@ -50,21 +52,21 @@ def confusion_figure(matrix, class_names: list[str], title: str):
 
 
 class ConfusionMatrixPlot(Callback):
-    """At the end of testing, draws the task's `confusion` metric (if it has one) as confusion_matrix.png."""
+    """At the end of testing, draws the task's confusion matrices (HasConfusion) as confusion_matrix.png, and
+    those of further test sets (speech: real recordings) as <name>_confusion_matrix.png."""
 
     def __init__(self, dirpath: str, filename: str = "confusion_matrix.png"):
         self.path = Path(dirpath) / filename
 
+    def setup(self, trainer, pl_module, stage):
+        require(pl_module, HasConfusion, self)
+
     def on_test_epoch_end(self, trainer, pl_module):
-        confusion = getattr(pl_module, "confusion", None)
-        if confusion is None:
-            return
-        matrix = confusion.compute().cpu().numpy()  # synced across ranks; every rank must call compute
-        # more test sets (speech: real/ recordings) get their own plot: real_confusion_matrix.png
-        extra = {name: m.compute().cpu().numpy() for name, m in getattr(pl_module, "extra_confusion", {}).items()}
+        # summed over ranks: every rank must ask
+        matrices = {name: m.cpu().numpy() for name, m in pl_module.confusion_matrices().items()}
         if not trainer.is_global_zero:
             return
-        for name, matrix in {"test": matrix, **extra}.items():
+        for name, matrix in matrices.items():
             acc = matrix.trace() / max(1, matrix.sum())
             fig = confusion_figure(matrix, pl_module.class_names, f"{name} confusion matrix (accuracy {acc:.4f})")
             path = self.path if name == "test" else self.path.with_name(f"{name}_{self.path.name}")
@@ -100,10 +102,10 @@ def attention_figure(examples: list[dict]):
 
 
 class ExamplesPlot(Callback):
-    """At the end of testing, draws the task's list `attribute` of examples (if any) with `figure`, as
+    """At the end of testing, draws the task's test examples (HasExamples) with `figure`, as
     <dirpath>/<filename> and under `tag` in TensorBoard. Subclasses name the three."""
 
-    attribute, tag, filename = "", "", ""
+    tag, filename = "", ""
 
     @staticmethod
     def figure(examples: list[dict]):
@@ -112,17 +114,20 @@ class ExamplesPlot(Callback):
     def __init__(self, dirpath: str, filename: str | None = None):
         self.path = Path(dirpath) / (filename or self.filename)
 
+    def setup(self, trainer, pl_module, stage):
+        require(pl_module, HasExamples, self)
+
     def on_test_epoch_end(self, trainer, pl_module):
-        examples = getattr(pl_module, self.attribute, None)
+        examples = pl_module.test_examples()
         if not examples or not trainer.is_global_zero:
             return
         save_figure(self.figure(examples), self.path, trainer, self.tag, dpi=110)
 
 
 class AttentionPlot(ExamplesPlot):
-    """The task's `attention_examples` (translation) as attention.png."""
+    """Translation's test examples (source and output tokens, attention weights) as attention.png."""
 
-    attribute, tag, filename = "attention_examples", "test/attention", "attention.png"
+    tag, filename = "test/attention", "attention.png"
     figure = staticmethod(attention_figure)
 
 
@@ -141,7 +146,7 @@ def spectrogram_figure(examples: list[dict]):
 
 
 class SpectrogramPlot(ExamplesPlot):
-    """The task's `spectrogram_examples` (speech) as spectrograms.png."""
+    """Speech's test examples (features, true and predicted word, probability) as spectrograms.png."""
 
-    attribute, tag, filename = "spectrogram_examples", "test/spectrograms", "spectrograms.png"
+    tag, filename = "test/spectrograms", "spectrograms.png"
     figure = staticmethod(spectrogram_figure)

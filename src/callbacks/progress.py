@@ -1,10 +1,13 @@
 """Progress: Rich's live bar in a terminal; one line per epoch where output goes to a file (SLURM logs, CI)."""
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+log = logging.getLogger(__name__)
 
 
 class EpochLines(ProgressBar):
@@ -32,7 +35,7 @@ class EpochLines(ProgressBar):
                           if k.split("/")[0] in ("train", "val") and not k.endswith("_step")
                           and isinstance(v, (int, float, str)) and k != "v_num")
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-        print(f"epoch {trainer.current_epoch + 1}/{total}  {shown}  ({time.time() - self._start:.1f} s)", flush=True)
+        log.info("epoch %d/%s  %s  (%.1f s)", trainer.current_epoch + 1, total, shown, time.time() - self._start)
 
 
 def progress_bar(interactive: bool | None = None, refresh_rate: int = 1) -> ProgressBar:

@@ -1,21 +1,29 @@
 """A few sample outputs per validation epoch, as a table: what the numbers mean, at a glance."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from src.records import table_text
+from src.tasks.base import HasMistakes, HasSamples, require
+
+log = logging.getLogger(__name__)
+
 
 class SamplesTable(Callback):
-    """Prints the task's `samples` (a list of dicts, e.g. source / reference / hypothesis) after each validation,
-    and adds them to TensorBoard as text. Tasks without `samples` are left alone."""
+    """Shows the task's validation samples (HasSamples: a list of dicts, e.g. source / reference / hypothesis)
+    as a table in the log after each validation, and adds them to TensorBoard as text."""
+
+    def setup(self, trainer, pl_module, stage):
+        require(pl_module, HasSamples, self)
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        samples = getattr(pl_module, "samples", None)
+        samples = pl_module.validation_samples()
         if not samples or trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
             return
-        from rich.console import Console
         from rich.table import Table
 
         columns = list(samples[0])
@@ -24,7 +32,7 @@ class SamplesTable(Callback):
             table.add_column(c, overflow="fold")
         for s in samples:
             table.add_row(*(str(s[c]) for c in columns))
-        Console().print(table)
+        log.info("%s", table_text(table))
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 md = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n" + "\n".join(
@@ -33,16 +41,17 @@ class SamplesTable(Callback):
 
 
 class MistakesList(Callback):
-    """At the end of testing, writes what the task's `test_mistakes()` returns (sentiment: the wrong test
-    predictions the model was surest of, a list of dicts) to <dirpath>/mistakes.tsv, one a line, surest
-    first, with a header. Tabs and line breaks inside a text become spaces. Other tasks are left alone."""
+    """At the end of testing, writes the task's test mistakes (HasMistakes; sentiment: the wrong test
+    predictions the model was surest of, a list of dicts) to <dirpath>/mistakes.tsv, one a line, in the task's
+    order, with a header. Tabs and line breaks inside a text become spaces."""
 
     def __init__(self, dirpath: str, filename: str = "mistakes.tsv"):
         self.path = Path(dirpath) / filename
 
+    def setup(self, trainer, pl_module, stage):
+        require(pl_module, HasMistakes, self)
+
     def on_test_epoch_end(self, trainer, pl_module):
-        if not hasattr(pl_module, "test_mistakes"):
-            return
         mistakes = pl_module.test_mistakes()  # on every rank: it gathers
         if not trainer.is_global_zero:
             return

@@ -1,15 +1,25 @@
-"""Downloads with checksums, atomic writes of derived files, and the one error message for data that is missing
-and cannot be fetched."""
+"""Downloads with checksums, safe and atomic extraction of archives, atomic writes of derived files, and the one error
+message for data that is missing and cannot be fetched."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import gzip
 import hashlib
+import logging
 import os
 import shutil
+import tarfile
 import tempfile
 import urllib.request
-from pathlib import Path
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
 from src.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def md5(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -41,7 +51,7 @@ def fetch(urls: list[str], dest: Path, checksum: str | None) -> Path:
     for url in urls:
         tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")[1])
         try:
-            print(f"downloading {url} -> {dest}", flush=True)
+            log.info("downloading %s -> %s", url, dest)
             req = urllib.request.Request(url, headers={"User-Agent": "gradlab"})
             with urllib.request.urlopen(req, timeout=60) as r, open(tmp, "wb") as f:
                 shutil.copyfileobj(r, f)
@@ -69,8 +79,78 @@ def ensure_files(folder: Path, files: dict[str, str], urls: list[str], download:
             fetch([u.rstrip("/") + "/" + f for u in urls], folder / f, files[f])
         except OSError as e:
             raise UserError(f"{name}: could not download {f} ({e}). Put the files {sorted(files)} in {folder} "
-                            f"(data.data_dir=<folder above it>), or train on data=digits, which needs no download.") from None
+                            f"(data.data_dir=<folder above it>), or train on data=digits, which needs no "
+                            f"download.") from None
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
         raise UserError(f"{name}: {folder} lacks {', '.join(missing)}. Set data.download=true to fetch them, point "
                         f"data.data_dir at a folder that holds {config_group}, or train on data=digits.")
+
+
+def extract(archive: Path, dest: Path, select: Callable[[str], str | None] | None = None,
+            check: Callable[[Path], None] | None = None) -> Path:
+    """Unpack a tar (.tar, .tar.gz, .tgz) or zip `archive` so that `dest` is whole or absent, never half there.
+
+    The members go into a temporary folder beside `dest` first; `check(folder)` may refuse the result (a tree
+    checksum) by raising; then one rename makes it `dest`. When `dest` already exists (an older partial copy, or
+    another process that finished first), each file is renamed into it instead, one atomic rename each.
+    `select(member name)` gives the path under `dest` to write a member to, or None to skip it (by default every
+    regular file, at its own path). Links and devices are never written, and an archive with a member that would
+    land outside `dest` (an absolute path, `..`) is refused. A corrupt or truncated archive is a UserError naming
+    it and the fix.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    log.info("extracting %s -> %s", archive, dest)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.part"))
+    try:
+        with _members(archive) as members:
+            for name, is_file, open_member in members:
+                if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
+                    raise UserError(f"{archive} holds an unsafe member {name!r} (an absolute path or '..'), so it "
+                                    f"is not the archive expected: delete it and download it again.")
+                rel = select(name) if select else name
+                if not is_file or rel is None or not PurePosixPath(rel).parts:
+                    continue
+                out = tmp.joinpath(*PurePosixPath(rel).parts)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with open_member() as src, open(out, "wb") as f:
+                    shutil.copyfileobj(src, f, 1 << 20)
+        if check:
+            check(tmp)
+        if not dest.exists():
+            try:
+                os.replace(tmp, dest)
+                return dest
+            except OSError:  # another process put dest there first: merge into it below
+                if not dest.is_dir():
+                    raise
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            target = dest / f.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+        return dest
+    except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UserError(f"{archive} is corrupt or truncated ({e}): delete it and run again to download it afresh.") \
+            from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def inside(folder: str, keep: Callable[[str], bool] = lambda rel: True) -> Callable[[str], str | None]:
+    """A `select` for extract(): the members under `folder/` (for which keep(path below it) holds), written
+    without that prefix."""
+    def select(name: str) -> str | None:
+        rel = name.removeprefix("./").removeprefix(f"{folder}/")
+        return rel if rel != name.removeprefix("./") and keep(rel) else None
+    return select
+
+
+@contextlib.contextmanager
+def _members(archive: Path):
+    """(name, is a regular file, opener) of each member of a tar or zip archive."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            yield ((i.filename, not i.is_dir(), functools.partial(z.open, i)) for i in z.infolist())
+        return
+    with tarfile.open(archive) as tar:
+        yield ((m.name, m.isfile(), functools.partial(tar.extractfile, m)) for m in tar)

@@ -4,10 +4,13 @@ shuffling that a resumed run repeats, batches gathered in one step, and batches 
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, RandomSampler
+
+from src.data.base import DataModule
 
 
 def _as_batch(batch):
@@ -31,31 +34,19 @@ class EpochSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=g).tolist()
 
 
-class EvalShardSampler(DistributedSampler):
-    """Validation and test under DDP: rank r reads examples r, r + world, r + 2 world, ... Lightning's own
-    DistributedSampler pads the ranks to equal length by repeating examples, so a test set that does not divide
-    evenly would count some twice; here every example is counted once, and the ranks differ by at most one.
-    (Lightning leaves a DistributedSampler it is given in place.)"""
-
-    def __init__(self, dataset):
-        super().__init__(dataset, shuffle=False, drop_last=False)
-        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
-
-    def __iter__(self):
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and \
         torch.distributed.get_world_size() > 1
 
 
-class InMemoryDataModule(L.LightningDataModule):
-    """Subclasses fill train_set, val_set and test_set in `load()`. A dataset with `__getitems__` (a tensor gather) makes each batch in one step in this process;
-    others (files decoded per item) are read by num_workers worker processes. Batches are (inputs, labels).
+class InMemoryDataModule(DataModule):
+    """Subclasses fill train_set, val_set and test_set in `load()`. A dataset with `__getitems__` (a tensor
+    gather) makes each batch in one step in this process; others (files decoded per item) are read by
+    num_workers worker processes. Batches are (inputs, labels).
+
+    Validation and test under DDP: rank r reads examples r, r + world, r + 2 world, ... (Lightning's
+    UnrepeatedDistributedSampler, which Lightning leaves in place). Its default DistributedSampler would pad the
+    ranks to equal length by repeating examples, so a test set that does not divide evenly would count some twice.
     """
 
     def __init__(self, batch_size: int, pin_memory: bool = False, num_workers: int = 0):
@@ -63,11 +54,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} should be a positive integer")
         self.batch_size, self.pin_memory, self.num_workers = batch_size, pin_memory, num_workers
-        self.train_set = self.val_set = self.test_set = None
 
+    @abstractmethod
     def load(self) -> None:
         """Set self.train_set, self.val_set, self.test_set and self.class_names."""
-        raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -79,7 +69,7 @@ class InMemoryDataModule(L.LightningDataModule):
         if train:
             sampler = EpochSampler(dataset, seed=seed)
         else:
-            sampler = EvalShardSampler(dataset) if _distributed() else None
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if _distributed() else None
         # the loader's own generator: starting an epoch then draws nothing from the global generator, which
         # EpochReseed resets at each epoch start (the datasets here are not random, so workers need no seed)
         # a batch gathered from memory is one step: worker processes would only add copying

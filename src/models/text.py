@@ -1,7 +1,7 @@
 """Text classifiers over padded token ids: a recurrent one (BiLSTM/BiGRU, packed sequences, max/mean/attention
 pooling) and Kim's (2014) convolutional one. Both take (ids (B, T), lengths (B,)[, ngrams (B, T, K)]) and
 return logits (B, C). With ngram_buckets > 0, a token's embedding is its word vector plus the mean of its
-hashed character n-grams' vectors (fastText's subword information; src.data.text.CharNgrams makes the ids).
+hashed character n-grams' vectors (fastText's subword information; src.data.text.base.CharNgrams makes the ids).
 
 Padding never changes a prediction: the recurrent net packs its input, so padded steps are never run, and
 every pooling masks them; the CNN's padding token embeds to zeros, exactly the zeros its wide convolution

@@ -1,18 +1,27 @@
-"""What every task shares: building its model and optimiser from plain config, schedules, checkpoint identity.
+"""The task contract: what every task provides, and what a task may hand its callbacks.
 
-A task is given *configuration* (plain dicts with `_target_`), not built objects, and stores it with
-save_hyperparameters. That makes a checkpoint self-sufficient: `Task.load_from_checkpoint(path)`
-rebuilds the model, and `eval.py`/`predict.py` need nothing but the path.
+A task is a LightningModule given *configuration* (plain dicts with `_target_`) and the data's description
+(`data_info`, the data module's `info`), never built objects; it stores both with save_hyperparameters. That makes
+a checkpoint self-sufficient: `Task.load_from_checkpoint(path)` rebuilds the model, and eval.py, predict.py, export
+and serving need nothing but the path.
+
+Every task implements `predict_batch` (the batch of the data module's `collate_inputs` -> one JSON-ready dict per
+input) besides Lightning's training_step/validation_step/test_step. What a task hands its callbacks is declared
+by the small classes below it may also derive from (HasConfusion, HasExamples, HasSamples,
+HasMistakes); a callback that needs one refuses, at setup, a task that lacks it (`require`).
 """
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from torch import nn
+
+from src.errors import UserError
 
 
 def gather_objects(items: list) -> list:
@@ -29,8 +38,8 @@ def _no_decay(name: str, p: torch.Tensor) -> bool:
     return p.ndim <= 1
 
 
-class Task(L.LightningModule):
-    """Base LightningModule.
+class Task(L.LightningModule, ABC):
+    """Base of every task; a subclass that lacks `predict_batch` cannot be built (Python names the method).
 
     model: the network's config (`_target_` plus its options); the task adds what the data dictates
         (e.g. num_classes) through `model_kwargs()`.
@@ -48,7 +57,14 @@ class Task(L.LightningModule):
         self.net: nn.Module = instantiate(model, **self.model_kwargs())
 
     def model_kwargs(self) -> dict[str, Any]:
+        """What the data dictates to the model's constructor (e.g. num_classes), on top of its config."""
         return {}
+
+    @abstractmethod
+    def predict_batch(self, batch: Any, top_k: int = 3) -> list[dict]:
+        """A batch of the data module's `collate_inputs` (on this task's device) -> one JSON-ready dict per input:
+        the prediction and its score (and up to top_k alternatives where that means something). Sets eval mode
+        and runs without gradients."""
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -79,3 +95,50 @@ class Task(L.LightningModule):
     # -- checkpoint identity -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gradlab"] = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+
+# -- what a task may hand its callbacks ----------------------------------------------------------------
+class HasConfusion(ABC):
+    """A classifier's confusion matrices of the last test (ConfusionMatrixPlot draws them)."""
+
+    class_names: list[str]
+
+    @abstractmethod
+    def confusion_matrices(self) -> dict[str, torch.Tensor]:
+        """{test set name: (C, C) counts, rows true, columns predicted}: "test", and any further test set (speech:
+        "real"). Every rank must call it (the counts are summed over ranks)."""
+
+
+class HasExamples(ABC):
+    """A few examples of the last test to draw (AttentionPlot: translation; SpectrogramPlot: speech)."""
+
+    @abstractmethod
+    def test_examples(self) -> list[dict]:
+        """The examples, each a dict of what its plot draws (see the plot's figure function); rank zero's."""
+
+
+class HasSamples(ABC):
+    """A few outputs of the last validation, shown as a table (SamplesTable)."""
+
+    @abstractmethod
+    def validation_samples(self) -> list[dict]:
+        """Rows of the table, each a dict column -> value (translation: source, reference, hypothesis)."""
+
+
+class HasMistakes(ABC):
+    """The wrong test predictions worth reading (MistakesList writes them to a TSV file)."""
+
+    @abstractmethod
+    def test_mistakes(self) -> list[dict]:
+        """The mistakes of the last test, each a dict column -> value, in the order to list them. Every rank must
+        call it (it gathers all ranks' mistakes)."""
+
+
+def require(task: L.LightningModule, capability: type, callback: object) -> None:
+    """Refuse, with one line naming both, a callback given to a task that has nothing for it."""
+    if not isinstance(task, capability):
+        method = next(iter(capability.__abstractmethods__))
+        raise UserError(f"callback {type(callback).__name__} needs a task that provides {method}() "
+                        f"({capability.__module__}.{capability.__name__}); {type(task).__name__} does not. Remove it "
+                        f"from this task's callbacks (callbacks.<name>=null) or add it to conf/task/ of a task "
+                        f"that has it.")

@@ -4,10 +4,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassAUROC, MulticlassConfusionMatrix,
-                                         MulticlassF1Score)
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
-from src.tasks.base import Task
+from src.tasks.base import HasConfusion, Task
 
 
 def _metrics(num_classes: int, auroc: bool = False) -> MetricCollection:
@@ -22,12 +26,12 @@ def _metrics(num_classes: int, auroc: bool = False) -> MetricCollection:
     return MetricCollection(metrics, compute_groups=False)
 
 
-class ClassificationTask(Task):
+class ClassificationTask(Task, HasConfusion):
     """Subclasses turn a batch into model inputs (`inputs`) and labels (`target`), and may add to
     `model_kwargs`; `auroc = True` adds {val,test}/auroc.
 
     data_info must hold `class_names`. Logged: train/loss, train/acc, {val,test}/{loss,acc,f1,acc_top5};
-    the test confusion matrix is kept in `self.confusion` for the plotting callback.
+    the test confusion matrix is handed to the plotting callback by `confusion_matrices()`.
     """
 
     auroc = False
@@ -93,6 +97,9 @@ class ClassificationTask(Task):
 
     def on_test_epoch_start(self):
         self.confusion.reset()
+
+    def confusion_matrices(self) -> dict[str, torch.Tensor]:
+        return {"test": self.confusion.compute()}
 
     @torch.inference_mode()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

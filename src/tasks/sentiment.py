@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from src.tasks.base import gather_objects
+from src.tasks.base import HasMistakes, gather_objects
 from src.tasks.classification import ClassificationTask
 
 
-class SentimentClassification(ClassificationTask):
+class SentimentClassification(ClassificationTask, HasMistakes):
     """data_info: class_names, tokenizer (JSON), vocab_size, pad_id, unk_id, max_len, and the character n-gram
     settings (char_ngrams, ngram_buckets: 0 for none).
 

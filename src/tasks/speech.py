@@ -11,10 +11,11 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from src.models.audio import Features, SpecAugment
+from src.tasks.base import HasExamples
 from src.tasks.classification import ClassificationTask, _metrics
 
 
-class SpeechClassification(ClassificationTask):
+class SpeechClassification(ClassificationTask, HasExamples):
     """data_info: class_names, sample_rate, num_samples, test_sets. features: see src.models.audio.Features;
     spec_augment: see src.models.audio.SpecAugment (training only)."""
 
@@ -55,6 +56,13 @@ class SpeechClassification(ClassificationTask):
         for m in self.extra_confusion.values():
             m.reset()
         self.spectrogram_examples = []
+
+    def confusion_matrices(self) -> dict[str, torch.Tensor]:
+        return {**super().confusion_matrices(), **{name: m.compute() for name, m in self.extra_confusion.items()}}
+
+    def test_examples(self) -> list[dict]:
+        """The first test clips: features, true and predicted word, probability (SpectrogramPlot)."""
+        return self.spectrogram_examples
 
     def _keep_examples(self, x, y, logits):
         """The first test clips' features, true and predicted words, for the spectrogram plot."""

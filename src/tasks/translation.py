@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from src.tasks.base import Task, gather_objects
-from src.text import decode
+from src.tasks.base import HasExamples, HasSamples, Task, gather_objects
+from src.tokens import decode
 
 
-class Translation(Task):
+class Translation(Task, HasSamples, HasExamples):
     """data_info: src/tgt tokenizers (JSON), vocabulary sizes, pad/bos/eos ids.
 
     Logged: train/loss; {val,test}/{loss,ppl,bleu,chrf,exact}. BLEU and chrF are sacreBLEU's corpus scores
@@ -27,7 +27,8 @@ class Translation(Task):
         super().__init__(*args, **kwargs)
         self.label_smoothing, self.teacher_forcing = label_smoothing, teacher_forcing
         self.beam_size, self.val_beam_size, self.length_penalty = beam_size, val_beam_size, length_penalty
-        self.max_decode_len, self.num_samples, self.num_attention_plots = max_decode_len, num_samples, num_attention_plots
+        self.max_decode_len = max_decode_len
+        self.num_samples, self.num_attention_plots = num_samples, num_attention_plots
         self.src_tok = Tokenizer.from_str(self.data_info["src_tokenizer"])
         self.tgt_tok = Tokenizer.from_str(self.data_info["tgt_tokenizer"])
         self.pad_id, self.eos_id = self.data_info["pad_id"], self.data_info["eos_id"]
@@ -35,6 +36,7 @@ class Translation(Task):
         self._nll = [0.0, 0]
         self.samples: list[dict] = []  # a few (source, reference, hypothesis) of the last validation
         self.attention_examples: list[dict] = []  # for the attention plot at test time
+        self._train_time: list | None = None  # [start, end] of the training part of an epoch
 
     def model_kwargs(self):
         d = self.data_info
@@ -66,7 +68,7 @@ class Translation(Task):
         self._train_time = [self._sync_time(), None]
 
     def on_validation_start(self):
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and hasattr(self, "_train_time"):
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and self._train_time:
             self._train_time[1] = self._train_time[1] or self._sync_time()
 
     def on_train_epoch_end(self):
@@ -120,6 +122,14 @@ class Translation(Task):
     def on_test_epoch_start(self):
         self._outputs, self._nll = [], [0.0, 0]
         self.attention_examples = []
+
+    def validation_samples(self) -> list[dict]:
+        """A few (source, reference, hypothesis) of the last validation (SamplesTable)."""
+        return self.samples
+
+    def test_examples(self) -> list[dict]:
+        """Attention weights of a few greedy test translations, with their tokens (AttentionPlot)."""
+        return self.attention_examples
 
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, self.beam_size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import zlib
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms, fit_length, to_int16, trim_silence
+from src.data.audio.base import AudioDataModule, Waveforms, fit_length, to_int16, trim_silence
 from src.data.download import save_atomically
 from src.errors import UserError
 
@@ -32,6 +33,8 @@ _FORMAT = 2  # bump when the generation changes, so old caches are not reused
 # variants whose samples differ between two generations even from espeak-ng's initial state (an internal noise
 # source: whispering and breathy voices), found by generating every variant three times
 UNREPRODUCIBLE = ["Alicia", "Demonic", "f2", "f3", "f5", "sandro", "victor", "whisper", "whisperf"]
+
+log = logging.getLogger(__name__)
 
 
 def _pair(x, name: str) -> tuple[float, float]:
@@ -49,7 +52,7 @@ class SpokenWordsDataModule(AudioDataModule):
                  snr_db: list[float] = (5, 40), noise_where: str = "all", seed: int = 0, real_dir: str | None = None,
                  cache_dir: str = "data/cache", **kwargs):
         super().__init__(**kwargs)
-        from src.data.espeak import ENGLISH
+        from src.data.audio.espeak import ENGLISH
 
         if isinstance(words, str):
             if words not in WORDS:
@@ -84,7 +87,7 @@ class SpokenWordsDataModule(AudioDataModule):
 
     # -- the voices and their split --------------------------------------------------------------------
     def _variants(self) -> list[str]:
-        from src.data.espeak import variants
+        from src.data.audio.espeak import variants
 
         available = variants()
         chosen = self.variant_names or available
@@ -152,7 +155,7 @@ class SpokenWordsDataModule(AudioDataModule):
 
     def generate(self, path: Path) -> dict:
         """Synthesise the whole set (a fresh espeak-ng process per variant) and save it to `path`."""
-        from src.data.espeak import synthesise
+        from src.data.audio.espeak import synthesise
 
         split = self.voice_split()
         jobs = [(name, v) for name in ("train", "val", "test") for v in split[name]]
@@ -162,8 +165,7 @@ class SpokenWordsDataModule(AudioDataModule):
         def progress(done, total):
             if time.time() - last[0] > 5 or done == total:
                 last[0] = time.time()
-                print(f"spoken_words: synthesised {done}/{total} voice variants ({time.time() - start:.0f} s)",
-                      flush=True)
+                log.info("spoken_words: synthesised %d/%d voice variants (%.0f s)", done, total, time.time() - start)
 
         import torchaudio
 
@@ -179,13 +181,14 @@ class SpokenWordsDataModule(AudioDataModule):
                 batch = resamplers[rate](batch)
             lengths = [int(np.ceil(len(w) * self.sample_rate / rate)) for w in waves]
             for j, item in enumerate(plans[i]):
-                clips.append(fit_length(trim_silence(batch[j, :lengths[j]], self.trim_db, self.sample_rate), self.num_samples))
+                clips.append(fit_length(trim_silence(batch[j, :lengths[j]], self.trim_db, self.sample_rate),
+                                        self.num_samples))
                 labels.append(item[5])
                 splits.append(("train", "val", "test").index(jobs[i][0]))
                 voices.append(item[1])
         x = torch.stack(clips)
         if self.noise_p > 0:  # background noise at random SNRs, the same for the same seed
-            from src.data.augment import augment_waveforms
+            from src.data.audio.augment import augment_waveforms
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
@@ -220,7 +223,7 @@ class SpokenWordsDataModule(AudioDataModule):
             setattr(self, f"{name}_set", Waveforms(data["clips"][mask], data["labels"][mask]))
         self.class_names = list(self.words)
         if self.real_dir is not None:
-            from src.data.fsdd import FSDDDataModule
+            from src.data.audio.fsdd import FSDDDataModule
 
             clips, labels, _ = FSDDDataModule.read_folder(self.real_dir, self.sample_rate, self.num_samples,
                                                           self.trim_db, cache_dir=self.cache_dir)

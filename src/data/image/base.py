@@ -33,24 +33,6 @@ class TensorImages(Dataset):
         return self.images[idx], self.labels[idx]
 
 
-def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
-    """Split indices into len(fractions)+1 parts, each class spread evenly; the last part takes the rest.
-
-    Each part comes in a random order, so that the first batches of a split (trainer.limit_val_batches) are a
-    sample of every class, not the first classes of a sorted folder."""
-    rng = np.random.default_rng(seed)
-    parts = [[] for _ in range(len(fractions) + 1)]
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        start = 0
-        for k, f in enumerate(fractions):
-            n = int(round(f * len(idx)))
-            parts[k].append(idx[start:start + n])
-            start += n
-        parts[-1].append(idx[start:])
-    return [rng.permutation(np.concatenate(p)) for p in parts]
-
-
 def random_crop_flip(x: torch.Tensor, padding: int, hflip: bool) -> torch.Tensor:
     """Random crop after zero padding, and random horizontal flip, for a whole batch (N, C, H, W)."""
     n, _, h, w = x.shape
@@ -97,7 +79,8 @@ class ImageDataModule(InMemoryDataModule):
                 "image_size": [int(x0.shape[1]), int(x0.shape[2])], "mean": mean, "std": std}
 
     def mean_std(self) -> tuple[list[float], list[float]]:
-        """data.mean/data.std if given, else the per-channel mean and std of up to 10,000 training images (0-1 scale)."""
+        """data.mean/data.std if given, else the per-channel mean and std of up to 10,000 training images (0-1
+        scale)."""
         if self._mean_std is None:
             n = len(self.train_set)
             idx = torch.linspace(0, n - 1, min(n, 10_000)).long().tolist()

@@ -19,19 +19,22 @@ that is also in a given split is left out of training.
 from __future__ import annotations
 
 import csv
+import logging
 import random
 import re
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from src.data.sentiment import TextClassificationDataModule
+from src.data.text.classification import TextClassificationDataModule
 from src.errors import UserError
 
 EXTENSIONS = (".csv", ".tsv", ".txt")
 FORMAT = ("a .csv, .tsv or .txt file with a text and a label a row (e.g. 'a fine film<TAB>1'), or a folder of "
           "such files")
 Column = int | str
+
+log = logging.getLogger(__name__)
 
 
 def _delimiter(delimiter: str | None) -> str | None:
@@ -275,8 +278,8 @@ class TextCSVDataModule(TextClassificationDataModule):
         taken = {t for s in given for t, _ in rows[s]}
         train = [(t, y) for t, y in rows["train"] if t not in taken]
         if len(train) < len(rows["train"]):
-            print(f"note: {len(rows['train']) - len(train)} row(s) of data.path={self.path} left out of training: "
-                  f"their text is in the given {' or '.join(given)} file", flush=True)
+            log.warning("note: %d row(s) of data.path=%s left out of training: their text is in the given %s file",
+                        len(rows["train"]) - len(train), self.path, " or ".join(given))
         splits = split_by_text(train, self.fractions, self.split_seed, f"data.path={self.path}")
         splits.update({s: rows[s] for s in given})
         return splits

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from src.data.images import ImageDataModule, TensorImages, stratified_split
+from src.data.image.base import ImageDataModule, TensorImages
+from src.data.splits import stratified_split
 
 
 class DigitsDataModule(ImageDataModule):

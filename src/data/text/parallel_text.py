@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from src.data.text import read_lines
-from src.data.translation import TranslationDataModule
+from src.data.text.base import read_lines
+from src.data.text.translation import TranslationDataModule
 from src.errors import UserError
 
 

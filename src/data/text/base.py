@@ -10,6 +10,7 @@ import functools
 import gzip
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -22,7 +23,9 @@ import torch
 from torch.utils.data import BatchSampler
 
 from src.errors import UserError
-from src.text import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+from src.tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+
+log = logging.getLogger(__name__)
 
 
 # -- tokenizers ----------------------------------------------------------------------------------------
@@ -86,8 +89,8 @@ def save_tokenizer(tok, path: Path) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     except OSError as e:
-        print(f"note: cannot cache the tokenizer in {path.parent} ({e.strerror}); it is learnt again at each start",
-              flush=True)
+        log.warning("note: cannot cache the tokenizer in %s (%s); it is learnt again at each start", path.parent,
+                    e.strerror)
         return False
     os.close(fd)
     try:

@@ -2,22 +2,34 @@
 every pair encoded once, length-bucketed batches, and the tokenizers handed to the task through `info`.
 
 A subclass only says where the raw (source, target) text pairs come from: `read_splits()`, and
-`prepare_files()` when files must be downloaded or checked first (src.data.text.TextSplits).
+`prepare_files()` when files must be downloaded or checked first (src.data.text.base.TextSplits).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
-
-from src.data.text import (BOS_ID, EOS_ID, PAD_ID, SPLITS, UNK_ID, BucketedLoaders, TextSplits, _pad, cache_key,
-                           encode, save_tokenizer, tokenizer_from_str, train_bpe)
+from src.data.base import DataModule
+from src.data.text.base import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPLITS,
+    UNK_ID,
+    BucketedLoaders,
+    TextSplits,
+    _pad,
+    cache_key,
+    encode,
+    save_tokenizer,
+    tokenizer_from_str,
+    train_bpe,
+)
 from src.errors import UserError
 
 _CACHE_FORMAT = 1  # bump when train_bpe changes in a way that changes its output
 
 
-class TranslationDataModule(TextSplits, BucketedLoaders, L.LightningDataModule):
+class TranslationDataModule(TextSplits, BucketedLoaders, DataModule):
     """Base for translation data. `vocab_size` is per side, or the joint size with `shared_vocab`;
     `max_len` drops training pairs with more subword tokens on either side (val and test are kept whole)."""
 
@@ -50,7 +62,7 @@ class TranslationDataModule(TextSplits, BucketedLoaders, L.LightningDataModule):
         self._given: tuple | None = None  # (src, tgt) tokenizers from a checkpoint (use_info)
 
     # subclasses implement read_splits() -> {"train": [(source, target), ...], "val": ..., "test": ...} of raw
-    # text, and prepare_files() when files must be downloaded or checked first (src.data.text.TextSplits)
+    # text, and prepare_files() when files must be downloaded or checked first (src.data.text.base.TextSplits)
 
     # tokenizers -------------------------------------------------------------------------------------
     def _tokenizer_plan(self) -> dict[str, tuple[Path, list[str]]]:

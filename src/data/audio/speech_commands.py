@@ -17,18 +17,14 @@ last 10% test), so no split hears another's noise. With 12 classes the canonical
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms, cached_clips, prepare_clip, read_audio
-from src.data.audio_folder import audio_files
-from src.data.download import fetch
+from src.data.audio.audio_folder import audio_files
+from src.data.audio.base import AudioDataModule, Waveforms, cached_clips, prepare_clip, read_audio
+from src.data.download import extract, fetch
 from src.errors import UserError
 
 URLS = ["https://storage.googleapis.com/download.tensorflow.org/data/", "http://download.tensorflow.org/data/"]
@@ -69,17 +65,7 @@ def download_archive(name: str, dest: Path) -> None:
         archive.unlink()
         raise UserError(f"SpeechCommands: {name} failed its checksum (expected {size} bytes, SHA-256 {digest}); "
                         f"it was deleted: run again to download it afresh.")
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=dest.name + ".part"))
-    try:
-        print(f"extracting {archive} -> {dest}", flush=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
-        os.replace(tmp, dest)
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise UserError(f"SpeechCommands: {archive} is corrupt or truncated ({e}): delete it and run again.") \
-            from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    extract(archive, dest)
     archive.unlink()
 
 
@@ -163,7 +149,8 @@ class SpeechCommandsDataModule(AudioDataModule):
             x = noise[i % len(noise)]
             a, b = int(lo * x.numel()), int(hi * x.numel())
             start = int(rng.integers(a, max(a, b - length) + 1))
-            out[i] = prepare_clip(x[start:min(start + length, b)] * float(rng.uniform(0, 1)), length, self.trim_db, self.sample_rate)
+            out[i] = prepare_clip(x[start:min(start + length, b)] * float(rng.uniform(0, 1)), length, self.trim_db,
+                                  self.sample_rate)
         return out
 
     def load(self) -> None:

@@ -3,7 +3,7 @@ or <path>/train/<label>/* with optional val/ and test/ beside it.
 
 Without split folders, val_fraction and test_fraction of each class are held out (stratified, split_seed);
 with them, a missing val/ or test/ is carved out of train/ the same way. Decoded clips are cached in
-`cache_dir` (see `src.data.audio.cached_clips`).
+`cache_dir` (see `src.data.audio.base.cached_clips`).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms, cached_clips
-from src.data.images import stratified_split
+from src.data.audio.base import AudioDataModule, Waveforms, cached_clips
+from src.data.splits import stratified_split
 from src.errors import UserError
 
 EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3"}

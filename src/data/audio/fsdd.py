@@ -18,19 +18,15 @@ label = the digit before the first underscore of the file name; names are the fi
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
-from src.data.audio import AudioDataModule, Waveforms, cached_clips
-from src.data.download import fetch
-from src.data.images import stratified_split
+from src.data.audio.base import AudioDataModule, Waveforms, cached_clips
+from src.data.download import extract, fetch
+from src.data.splits import stratified_split
 from src.errors import UserError
 
 REPO = "https://github.com/Jakobovski/free-spoken-digit-dataset"
@@ -65,24 +61,20 @@ def download_recordings(folder: Path) -> None:
         raise UserError(f"FSDD: could not download {URLS[0]} ({e}). Clone {REPO} (tag {TAG}) and point "
                         f"data.data_dir at a folder holding fsdd/recordings/, or train on data=spoken_words, "
                         f"which needs no download.") from None
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix="recordings.part"))
-    try:
-        with tarfile.open(archive) as tar:
-            for m in tar:
-                path = PurePosixPath(m.name)
-                if m.isfile() and path.parent.name == "recordings" and path.suffix == ".wav":
-                    (tmp / path.name).write_bytes(tar.extractfile(m).read())
-        digest = tree_md5(tmp)
+
+    def recording(name: str) -> str | None:
+        path = PurePosixPath(name)
+        return path.name if path.parent.name == "recordings" and path.suffix == ".wav" else None
+
+    def check(recordings: Path) -> None:
+        digest = tree_md5(recordings)
         if digest != RECORDINGS_MD5:
             archive.unlink()
             raise UserError(f"FSDD: the recordings in {archive.name} fail their checksum (md5 {digest}, "
                             f"expected {RECORDINGS_MD5}): the download was damaged or is not release {TAG}. It "
                             f"was deleted: run again to download it afresh.")
-        os.replace(tmp, folder / "recordings")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise UserError(f"FSDD: {archive} is corrupt or truncated ({e}): delete it and run again.") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    extract(archive, folder / "recordings", select=recording, check=check)
     archive.unlink()
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from src.data.download import fetch
-from src.data.text import read_lines
-from src.data.translation import TranslationDataModule
+from src.data.text.base import read_lines
+from src.data.text.translation import TranslationDataModule
 from src.errors import UserError
 
 LANGS = ("en", "de", "fr", "cs")

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from src.data.download import fetch
-from src.data.images import ImageDataModule, TensorImages, stratified_split
+from src.data.download import extract, fetch, inside
+from src.data.image.base import ImageDataModule, TensorImages
+from src.data.splits import stratified_split
 from src.errors import UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -58,8 +58,7 @@ class CIFAR10DataModule(ImageDataModule):
         except OSError as e:
             raise UserError(f"CIFAR-10: could not download {URL} ({e}). Download it yourself into {self.data_dir}, "
                             f"or set data.data_dir to a folder that holds {FOLDER}/.") from None
-        with tarfile.open(archive) as tar:
-            tar.extractall(self.data_dir, filter="data")
+        extract(archive, self.folder, select=inside(FOLDER))
 
     def load(self) -> None:
         self.prepare_data()

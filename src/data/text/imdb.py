@@ -12,18 +12,14 @@ hold HTML line breaks (`<br /><br />` between paragraphs): each run of them beco
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from src.data.download import fetch, md5
-from src.data.images import stratified_split
-from src.data.sentiment import TextClassificationDataModule
+from src.data.download import extract, fetch, inside, md5
+from src.data.splits import stratified_split
+from src.data.text.classification import TextClassificationDataModule
 from src.errors import UserError
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -39,38 +35,10 @@ def clean(text: str) -> str:
     return LINE_BREAKS.sub(" ", text).strip()
 
 
-def _wanted(name: str) -> PurePosixPath | None:
-    """The member's path when it is a review of train/ or test/ (aclImdb/<split>/<neg|pos>/<file>.txt)."""
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise UserError(f"imdb: the archive holds an unsafe member {name!r} (an absolute path or '..'); it is "
-                        f"not Stanford's aclImdb_v1.tar.gz. Delete it and download {URL} again.")
-    parts = path.parts  # PurePosixPath drops a leading "./"
-    if (len(parts) == 4 and parts[0] == "aclImdb" and parts[1] in SPLITS and parts[2] in CLASSES
-            and parts[3].endswith(".txt")):
-        return path
-    return None
-
-
-def extract(archive: Path, dest: Path) -> None:
-    """Unpack the reviews of `archive` into dest/aclImdb: into a temporary folder inside dest first, then one
-    rename, so a crash never leaves a half-unpacked aclImdb that would later be taken for a whole one."""
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".aclImdb."))
-    try:
-        with tarfile.open(archive) as tar:
-            for m in tar:
-                path = _wanted(m.name)
-                if path is None or not m.isfile():
-                    continue
-                out = tmp / path
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(tar.extractfile(m).read())
-        os.replace(tmp / "aclImdb", dest / "aclImdb")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError(f"imdb: {archive} is corrupt or truncated ({e}). Delete it and run again, or download "
-                        f"{URL} yourself.") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def review(rel: str) -> bool:
+    """True for the reviews of train/ and test/ (<split>/<neg|pos>/<file>.txt under aclImdb/), not unsup/ or urls."""
+    parts = PurePosixPath(rel).parts
+    return len(parts) == 3 and parts[0] in SPLITS and parts[1] in CLASSES and parts[2].endswith(".txt")
 
 
 def review_files(folder: Path) -> list[Path]:
@@ -126,8 +94,7 @@ class IMDBDataModule(TextClassificationDataModule):
         archive = self.data_dir / "aclImdb_v1.tar.gz"
         if not (archive.is_file() and md5(archive) == MD5):  # a download whose unpacking was cut short is reused
             fetch([URL], archive, MD5)
-        print(f"extracting {archive} -> {self.root}", flush=True)
-        extract(archive, self.data_dir)
+        extract(archive, self.root, select=inside("aclImdb", review))
         archive.unlink()
 
     def _read(self, split: str) -> list[tuple[str, int]]:

@@ -10,12 +10,25 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
-from src.data.text import (PAD_ID, SPLITS, UNK_ID, BucketedLoaders, CharNgrams, TextSplits, _normalizer, _pad,
-                           cache_key, save_tokenizer, tokenizer_from_str, train_bpe, train_word_level)
+from src.data.base import DataModule
+from src.data.text.base import (
+    PAD_ID,
+    SPLITS,
+    UNK_ID,
+    BucketedLoaders,
+    CharNgrams,
+    TextSplits,
+    _normalizer,
+    _pad,
+    cache_key,
+    save_tokenizer,
+    tokenizer_from_str,
+    train_bpe,
+    train_word_level,
+)
 from src.errors import UserError
 
 TOKENIZERS = ("word", "bpe")
@@ -45,14 +58,14 @@ def _char_ngrams(min_n: int, max_n: int, buckets: int, lowercase: bool) -> CharN
     return CharNgrams(min_n, max_n, buckets, lowercase)
 
 
-class TextClassificationDataModule(TextSplits, BucketedLoaders, L.LightningDataModule):
+class TextClassificationDataModule(TextSplits, BucketedLoaders, DataModule):
     """Base for text classification data.
 
     tokenizer: word (whole words, the vocab_size most frequent seen min_frequency times; others are [UNK]) or
         bpe (subwords: no word is unknown). lowercase: fold case first.
     max_len: texts are cut to this many tokens (0: never), in every split and in predict.py alike.
     char_ngrams: [min_n, max_n] (or [] for none): each token also brings its hashed character n-grams
-        (src.data.text.CharNgrams, into ngram_buckets ids), for the model to add to its embedding.
+        (src.data.text.base.CharNgrams, into ngram_buckets ids), for the model to add to its embedding.
     """
 
     name = "text"  # prefix of the cached tokenizer's file name
@@ -96,7 +109,7 @@ class TextClassificationDataModule(TextSplits, BucketedLoaders, L.LightningDataM
 
     # subclasses implement read_splits() -> {"train": [(text, label index), ...], "val": ..., "test": ...},
     # setting self.class_names, and prepare_files() when files must be downloaded or checked first
-    # (src.data.text.TextSplits)
+    # (src.data.text.base.TextSplits)
 
     def check_splits(self, splits) -> None:
         if len(self.class_names) < 2:

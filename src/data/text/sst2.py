@@ -14,14 +14,11 @@ it belongs as much to that sentence.
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
-from src.data.download import fetch
-from src.data.sentiment import TextClassificationDataModule
-from src.data.text import read_lines
+from src.data.download import extract, fetch, inside
+from src.data.text.base import read_lines
+from src.data.text.classification import TextClassificationDataModule
 from src.errors import UserError
 
 URLS = ["https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"]
@@ -107,13 +104,7 @@ class SST2DataModule(TextClassificationDataModule):
     def _download(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         archive = fetch(URLS, self.data_dir / "SST-2.zip", MD5)
-        with tempfile.TemporaryDirectory(dir=self.data_dir, prefix=".SST-2.") as tmp:
-            with zipfile.ZipFile(archive) as z:
-                for f in FILES:
-                    z.extract(f"SST-2/{f}", tmp)
-            self.folder.mkdir(exist_ok=True)
-            for f in FILES:  # one rename per file: a crash never leaves half a file under its real name
-                shutil.move(str(Path(tmp) / "SST-2" / f), self.folder / f)
+        extract(archive, self.folder, select=inside("SST-2", lambda rel: rel in FILES))
         archive.unlink()
 
     def read_splits(self):

@@ -15,7 +15,7 @@ import math
 import random
 import re
 
-from src.data.translation import TranslationDataModule
+from src.data.text.translation import TranslationDataModule
 from src.errors import UserError
 
 LANGS = ("en", "de", "fr", "es", "it")

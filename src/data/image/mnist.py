@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from src.data.download import ensure_files
-from src.data.images import ImageDataModule, TensorImages, stratified_split
+from src.data.image.base import ImageDataModule, TensorImages
+from src.data.splits import stratified_split
 from src.errors import UserError
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.data.download import save_atomically
-from src.data.images import ImageDataModule, TensorImages, stratified_split
+from src.data.download import extract, save_atomically
+from src.data.image.base import ImageDataModule, TensorImages
+from src.data.splits import stratified_split
 from src.errors import UserError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -91,17 +89,7 @@ class ImageFolderDataModule(ImageDataModule):
         if self.path.is_file() and not self.root.is_dir():
             if not tarfile.is_tarfile(self.path):
                 raise UserError(f"data.path={self.path} is neither a folder nor a tar archive.")
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.root.parent, prefix=self.root.name + ".part"))
-            try:
-                print(f"extracting {self.path} -> {self.root}", flush=True)
-                with tarfile.open(self.path) as tar:
-                    tar.extractall(tmp, filter="data")
-                os.replace(tmp, self.root)  # atomic: a half-extracted folder is never taken for a whole one
-            except (tarfile.TarError, OSError, EOFError) as e:
-                raise UserError(f"data.path={self.path}: the archive is corrupt or truncated ({e}).") from None
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            extract(self.path, self.root)
         if find_root(self.root) is None:
             raise UserError(f"{self.root} has no train/ folder: the layout must be train/<class>/*.jpg "
                             f"(val/ and test/ alike, optional).")

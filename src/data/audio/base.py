@@ -192,11 +192,11 @@ class AudioDataModule(InMemoryDataModule):
         return loaders[0] if len(loaders) == 1 else loaders
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """int16 -> float in [-1, 1]; training batches are augmented (src/data/augment.py) on their device."""
+        """int16 -> float in [-1, 1]; training batches are augmented (src/data/audio/augment.py) on their device."""
         x, y = batch
         x = from_int16(x) if x.dtype == torch.int16 else x
         if self.trainer is not None and self.trainer.training and self.augment:
-            from src.data.augment import augment_waveforms
+            from src.data.audio.augment import augment_waveforms
 
             x = augment_waveforms(x, self.sample_rate, **self.augment)
         return x, y
