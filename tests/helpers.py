@@ -35,6 +35,46 @@ def train(run_dir: Path, *overrides: str, **kwargs) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def train_here(run_dir: Path, *overrides: str) -> dict:
+    """train.py's run in this process: the same composed config and src.pipeline.train, without starting Python,
+    torch and Lightning again (8 s here), for tests about what a run produces rather than about the command line.
+    Writes into run_dir (no .hydra/ or train.log: those are Hydra's main's). Returns its metrics.json."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from src import pipeline
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[*QUICK, *overrides], return_hydra_config=True)
+            HydraConfig().set_config(cfg)
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(run_dir)
+            pipeline.train(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def predict_here(ckpt_path: Path, *overrides: str) -> list[dict]:
+    """predict.py's work in this process (its config and src.pipeline.predict): the results it prints."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from src import pipeline
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("predict", overrides=[f"ckpt_path={ckpt_path}", "device=cpu", *overrides])
+        return pipeline.predict(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 class KillAt(Callback):
     """SIGKILLs its own process at a given global step: a crash with no chance to clean up."""
 

@@ -75,12 +75,23 @@ def test_checkpoint_of_another_task_is_refused(tmp_path):
            "task=translation", "task=image")
 
 
-def test_corrupt_checkpoint_is_refused(tmp_path):
-    bad = tmp_path / "bad.ckpt"
+def test_a_corrupt_or_empty_checkpoint_is_refused_in_one_line(tmp_path):
+    """A truncated file, and 0 bytes, as a full disk or a cut copy leaves (the error handler itself failed on
+    torch's empty error text before). train.py checks the file with the same read_checkpoint, before any data."""
+    from src.checkpoint import read_checkpoint
+    from src.errors import UserError
+
+    bad, empty = tmp_path / "bad.ckpt", tmp_path / "empty.ckpt"
     bad.write_bytes(b"PK\x03\x04 truncated")
+    empty.write_bytes(b"")
     _fails(run_script("eval.py", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'run'}", check=False),
            "not a readable checkpoint")
-    _fails(run_script("predict.py", f"ckpt_path={bad}", "input=x.png", check=False), "not a readable checkpoint")
+    err = _fails(run_script("predict.py", f"ckpt_path={empty}", "input=x.png", check=False),
+                 f"ckpt_path={empty} is not a readable checkpoint")
+    assert len(err.strip().splitlines()) == 1
+    for path in (bad, empty):
+        with pytest.raises(UserError, match=f"ckpt_path={path} is not a readable checkpoint"):
+            read_checkpoint(str(path))
 
 
 def test_missing_logger_package_is_one_line(tmp_path):

@@ -1,9 +1,15 @@
 """DDP without GPUs: 2 CPU processes over gloo, with Lightning re-launching train.py as on a cluster."""
 import json
+import subprocess
+import sys
+import tarfile
 
 import pytest
 
-from tests.helpers import QUICK, run_script
+from tests.helpers import QUICK, ROOT, run_script
+
+# one worker runs them all: they share a trained run (pytest -n, --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ddp")]
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +53,41 @@ def test_a_multirun_of_ddp_runs_gives_one_directory_and_one_metrics_file_per_run
     assert not (tmp_path / "outputs").exists()
     for r in runs:
         assert [p.name for p in r.iterdir() if p.name == ".hydra"] == [".hydra"]
+
+
+SPY = """
+import os, runpy, sys, time
+sys.path.insert(0, {root!r})
+import src.data.image.image_folder as folder
+real = folder.extract
+def extract(*args, **kwargs):  # note which rank extracts, and take long enough for a racing rank to show
+    with open({log!r}, "a") as f:
+        f.write(os.environ["RANK"] + "\\n")
+    time.sleep(3)
+    return real(*args, **kwargs)
+folder.extract = extract
+sys.argv = [{train!r}, *sys.argv[1:]]
+runpy.run_path({train!r}, run_name="__main__")
+"""
+
+
+def test_processes_started_together_prepare_the_data_once(tmp_path):
+    """Under torchrun (as under SLURM) both processes start at once: the first extracts the archive while the other
+    waits for it, instead of both extracting (or one reading a half-extracted folder)."""
+    from tests.test_data import make_image_tree
+
+    make_image_tree(tmp_path / "src" / "imgs", splits=("train", "test"), n=6)
+    with tarfile.open(tmp_path / "imgs.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "imgs", arcname="imgs")
+    log = tmp_path / "extracted_by"
+    spy = tmp_path / "spy.py"
+    spy.write_text(SPY.format(root=str(ROOT), log=str(log), train=str(ROOT / "train.py")))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(spy), *QUICK, "trainer=ddp_sim", "trainer.max_epochs=1", "data=image_folder",
+                           f"data.path={tmp_path / 'imgs.tar.gz'}", f"data.data_dir={tmp_path / 'data'}",
+                           "data.batch_size=8", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert log.read_text().split() == ["0"]
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "data" / "extracted").iterdir()) == ["imgs"]  # no partial folders

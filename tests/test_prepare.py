@@ -1,7 +1,7 @@
 """python prepare.py: a login node downloads and builds the caches; a job without network trains from them."""
 import sys
 
-from tests.helpers import QUICK, ROOT, run_script
+from tests.helpers import ROOT, train_here
 from tests.test_sentiment import tiny_sst2
 
 
@@ -20,8 +20,8 @@ def test_prepare_builds_the_caches_a_run_then_uses(tmp_path):
     assert "prepared data=sst2 (2 classes; train" in proc.stdout
     (tokenizer,) = (tmp_path / "cache" / "tokenizers").glob("sst2-word-*.json")
     learnt = tokenizer.stat().st_mtime_ns
-    run_script("train.py", *QUICK, *data, "data.download=false", "trainer.max_epochs=1", "model.embed_dim=16",
-               "model.hidden=8", f"hydra.run.dir={tmp_path / 'run'}")
+    train_here(tmp_path / "run", *data, "data.download=false", "trainer.max_epochs=1", "model.embed_dim=16",
+               "model.hidden=8")
     assert tokenizer.stat().st_mtime_ns == learnt  # the run used the prepared tokenizer, not a new one
     assert (tmp_path / "run" / "metrics.json").is_file()
 

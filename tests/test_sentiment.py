@@ -11,7 +11,10 @@ import torch
 
 from src.cli import quote_text
 from src.models.text import POOLINGS, RNNClassifier, TextCNN, WordDropout
-from tests.helpers import QUICK, run_script
+from tests.helpers import predict_here, run_script, train_here
+
+# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("sentiment")
 
 MODELS = [(RNNClassifier, {"cell": "lstm", "pooling": p}) for p in POOLINGS] + [
     (RNNClassifier, {"cell": "gru", "pooling": "max", "layers": 2, "bidirectional": False}),
@@ -155,8 +158,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("sentiment")
     tiny_sst2(root / "data")
     run_dir = root / "run"
-    run_script("train.py", *QUICK, *TINY, "model.hidden=16", f"data.data_dir={root / 'data'}",
-               f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={run_dir}")
+    train_here(run_dir, *TINY, "model.hidden=16", f"data.data_dir={root / 'data'}", f"paths.cache_dir={root / 'cache'}")
     return root
 
 
@@ -222,13 +224,12 @@ def test_predict_reads_text_and_files_of_lines(trained, tmp_path):
     line = json.loads(out.stdout.strip().splitlines()[-1])
     assert line["input"] == "a gorgeous, witty film" and line["prediction"] == "positive"
     (tmp_path / "reviews.txt").write_text("the plot is dull\n\nquite charming and moving\n")
-    out = run_script("predict.py", f"ckpt_path={ckpt}", f"inputs={tmp_path / 'reviews.txt'}")
-    lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
+    lines = predict_here(ckpt, f"inputs={tmp_path / 'reviews.txt'}")
     assert [x["prediction"] for x in lines] == ["negative", "positive"]
     assert all(0.5 < x["probability"] <= 1 for x in lines)
 
 
 def test_textcnn_trains_end_to_end(trained, tmp_path):
-    run_script("train.py", *QUICK, *TINY, "model=textcnn", "model.channels=16", f"data.data_dir={trained / 'data'}",
-               f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/acc"] > 0.9
+    metrics = train_here(tmp_path / "run", *TINY, "model=textcnn", "model.channels=16",
+                         f"data.data_dir={trained / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert metrics["test/acc"] > 0.9

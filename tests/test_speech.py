@@ -10,7 +10,10 @@ from src.data.audio.augment import augment_waveforms, time_shift
 from src.data.audio.espeak import synthesise
 from src.data.audio.spoken_words import SpokenWordsDataModule
 from src.models.audio import CRNN, Features, SpecAugment, SpeechResNet
-from tests.helpers import QUICK, run_script
+from tests.helpers import predict_here, run_script, train_here
+
+# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("speech")
 
 VARIANTS = ["m1", "m3", "f1", "f4", "klatt", "klatt3", "croak", "m2", "iven", "steph", "max", "belinda"]
 
@@ -207,7 +210,7 @@ TINY = ["task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("speech")
-    run_script("train.py", *QUICK, *TINY, f"hydra.run.dir={run_dir}", f"paths.cache_dir={run_dir / 'cache'}")
+    train_here(run_dir, *TINY, f"paths.cache_dir={run_dir / 'cache'}")
     return run_dir
 
 
@@ -234,8 +237,7 @@ def test_predict_names_the_word_in_a_wav_file(trained, tmp_path):
     # a training clip at 8 kHz in a WAV file: predict resamples it to the model's 16 kHz
     clip = dm.train_set.clips[0].float().numpy()[::2] / 32768
     sf.write(tmp_path / "clip.wav", clip, 8000)
-    out = run_script("predict.py", f"ckpt_path={ckpt}", f"input={tmp_path / 'clip.wav'}")
-    line = json.loads(out.stdout.strip().splitlines()[-1])
+    (line,) = predict_here(ckpt, f"input={tmp_path / 'clip.wav'}")
     assert line["prediction"] in ("yes", "no", "stop") and 0 < line["probability"] <= 1
     (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
     bad = run_script("predict.py", f"ckpt_path={ckpt}", f"input={tmp_path / 'junk.wav'}", check=False)
@@ -252,10 +254,9 @@ def test_real_recordings_are_scored_apart_from_the_test_split(tmp_path):
     for i, (x, y) in enumerate(zip(digits.test_set.clips[:20], digits.test_set.labels[:20])):
         sf.write(real / f"{int(y)}_someone_{i}.wav", x.numpy()[::2], 8000)
     run_dir = tmp_path / "run"
-    run_script("train.py", *QUICK, "task=speech", "data.words=digits", "data.languages=[en-us]",
-               f"data.variants=[{','.join(VARIANTS[:6])}]", "data.per_voice=1", "data.val_voices=0.2",
-               "data.test_voices=0.2", f"data.real_dir={real}", "trainer.max_epochs=1", "model.widths=[8,8,8]",
-               f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = train_here(run_dir, "task=speech", "data.words=digits", "data.languages=[en-us]",
+                         f"data.variants=[{','.join(VARIANTS[:6])}]", "data.per_voice=1", "data.val_voices=0.2",
+                         "data.test_voices=0.2", f"data.real_dir={real}", "trainer.max_epochs=1",
+                         "model.widths=[8,8,8]", f"paths.cache_dir={tmp_path / 'cache'}")
     assert {"real/acc", "real/f1", "test/acc"} <= metrics.keys()
     assert (run_dir / "real_confusion_matrix.png").is_file()

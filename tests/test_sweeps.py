@@ -3,9 +3,12 @@ the end (best first), and Optuna searches (hparams_search=<task>_optuna) that na
 import csv
 import json
 
+import pytest
 import yaml
 
 from tests.helpers import QUICK, run_script
+
+pytestmark = pytest.mark.slow  # every test is a multirun of several trainings
 
 FAST = [*QUICK, "trainer.max_epochs=1", "trainer.limit_train_batches=5"]
 

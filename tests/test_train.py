@@ -1,11 +1,14 @@
-"""Real training runs on the embedded digits data: learning, files, seeds, resume, divergence, eval, predict."""
+"""Real training runs on the embedded digits data: learning, files, options, seeds, eval, predict."""
 import json
 
 import pytest
 import torch
 
 from src import pipeline
-from tests.helpers import QUICK, run_script, train
+from tests.helpers import QUICK, predict_here, run_script, train_here
+
+# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("train")
 
 SHORT = ["trainer.max_epochs=3"]
 
@@ -74,73 +77,10 @@ def test_seed_repeats_a_cpu_run_bit_for_bit(compose_train, tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def test_killed_run_resumes_with_ckpt_path_last_and_matches_an_uninterrupted_one(tmp_path):
-    args = ["trainer.max_epochs=3", "seed=3"]
-    whole = train(tmp_path / "whole", *args)
-    # 1258 training images / 32 = 40 steps an epoch: die in the middle of the second epoch
-    logs = tmp_path / "outputs"  # runs go to <logs>/image/<date>/<time>/, as they do by default
-    killed = run_script("train.py", *QUICK, f"paths.log_dir={logs}", *args,
-                        "+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=60", check=False)
-    assert killed.returncode != 0 and not list(logs.rglob("metrics.json"))
-    (last,) = logs.glob("image/*/*/checkpoints/last.ckpt")
-    assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of the first epoch
-    proc = run_script("train.py", *QUICK, *args, f"paths.log_dir={logs}", "ckpt_path=last")  # the newest run's
-    assert f"resuming from {last}" in proc.stdout
-    resumed = json.loads((last.parent.parent / "metrics.json").read_text())  # the same run directory
-    assert resumed == whole
-    assert (last.parent.parent / "csv" / "metrics.csv").is_file()  # the first part's log is kept
-
-
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
-    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
-                      "+callbacks.term._target_=tests.helpers.TermAt", "+callbacks.term.step=50", check=False)
-    assert proc.returncode == 143 and "Traceback" not in proc.stderr
-    message = proc.stderr.strip().splitlines()[-1]
-    assert message.startswith("stopped by SIGTERM at epoch 1, step 51")  # the batch under way ends first
-    assert "ckpt_path=" in message
-    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert saved["global_step"] == 51 and not (tmp_path / "metrics.json").exists()
-    run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3", "ckpt_path=last")
-    assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] > 0.8
-
-
-def test_a_job_requeued_by_slurm_resumes_from_its_last_checkpoint(tmp_path):
-    run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1")
-    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=2",
-                      env={"SLURM_RESTART_COUNT": "1"})
-    assert f"requeued by SLURM (restart 1): resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in proc.stdout
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
-    first_start = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1",
-                             env={"SLURM_RESTART_COUNT": "0"})  # a job's first start trains from scratch
-    assert "requeued by SLURM" not in first_start.stdout and "resuming from" not in first_start.stdout
-
-
-def test_a_kill_while_a_checkpoint_is_written_leaves_every_checkpoint_whole(tmp_path):
-    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=4",
-                      "+callbacks.kill._target_=tests.helpers.KillDuringSave", "+callbacks.kill.nth=4", check=False)
-    assert proc.returncode != 0
-    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert any(n.endswith(".part") for n in names), names  # the half-written file was a temporary one
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    for path in (tmp_path / "checkpoints").glob("*.ckpt"):  # every checkpoint under its real name loads
-        assert torch.load(path, weights_only=True)["epoch"] in range(4), path
-
-
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
-                      "+callbacks.poison._target_=tests.helpers.PoisonLoss", "+callbacks.poison.step=45", check=False)
-    assert proc.returncode == 2
-    message = proc.stderr.strip().splitlines()[-1]
-    assert "NaN or infinite at step 45" in message and "optimizer.lr" in message and "gradient_clip_val" in message
-    assert "Traceback" not in proc.stderr
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("trained")
-    train(run_dir, *SHORT)
+    train_here(run_dir, *SHORT)
     return run_dir
 
 
@@ -167,8 +107,7 @@ def test_predict_prints_one_json_line_per_image(trained, tmp_path):
     one = run_script("predict.py", f"ckpt_path={ckpt}", f"input={paths[0]}")
     line = json.loads(one.stdout.strip().splitlines()[-1])
     assert line["prediction"] in [str(i) for i in range(10)] and 0 < line["probability"] <= 1
-    many = run_script("predict.py", f"ckpt_path={ckpt}", f"inputs={tmp_path / 'list.txt'}", "top_k=2")
-    lines = [json.loads(x) for x in many.stdout.strip().splitlines()]
+    lines = predict_here(ckpt, f"inputs={tmp_path / 'list.txt'}", "top_k=2")
     assert len(lines) == 5 and all(len(x["top_k"]) == 2 for x in lines)
     correct = sum(x["prediction"] == x["input"].rsplit("_", 1)[1][0] for x in lines)
     assert correct >= 4

@@ -3,7 +3,10 @@ import json
 
 import pytest
 
-from tests.helpers import QUICK, run_script
+from tests.helpers import QUICK, predict_here, run_script, train_here
+
+# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("translation")
 
 TINY = ["task=translation", "data.train_size=3000", "data.val_size=100", "data.test_size=100", "data.kinds=[number]",
         "data.max_number=100000", "model.emb_dim=64", "model.hidden=64", "trainer.max_epochs=6", "optimizer.lr=5e-3",
@@ -13,7 +16,7 @@ TINY = ["task=translation", "data.train_size=3000", "data.val_size=100", "data.t
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("translation")
-    run_script("train.py", *QUICK, *TINY, f"hydra.run.dir={run_dir}", f"paths.cache_dir={run_dir / 'cache'}")
+    train_here(run_dir, *TINY, f"paths.cache_dir={run_dir / 'cache'}")
     return run_dir
 
 
@@ -46,8 +49,8 @@ def test_predict_translates_text_and_files_of_lines(trained, tmp_path):
     line = json.loads(one.stdout.strip().splitlines()[-1])
     assert line["input"] == "three hundred and forty-two" and isinstance(line["translation"], str)
     (tmp_path / "lines.txt").write_text("seven\ntwelve\nninety-nine\n")
-    many = run_script("predict.py", f"ckpt_path={ckpt}", f"inputs={tmp_path / 'lines.txt'}")
-    assert [json.loads(x)["input"] for x in many.stdout.strip().splitlines()] == ["seven", "twelve", "ninety-nine"]
+    many = predict_here(ckpt, f"inputs={tmp_path / 'lines.txt'}")
+    assert [x["input"] for x in many] == ["seven", "twelve", "ninety-nine"]
 
 
 def test_a_translation_checkpoint_is_refused_by_the_image_task(trained, tmp_path):
