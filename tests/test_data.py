@@ -154,6 +154,7 @@ def test_image_folder_errors(tmp_path):
         ImageFolderDataModule(path=str(bad), data_dir=str(tmp_path / "d")).prepare_data()
 
 
+@pytest.mark.slow
 def test_real_cifar_tarball_when_present(shared_data, tmp_path):
     dm = ImageFolderDataModule(path=str(shared_data / "cifar10" / "cifar10-jpg.tar.gz"), data_dir=str(tmp_path),
                                in_memory=False)

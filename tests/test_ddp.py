@@ -8,8 +8,7 @@ import pytest
 
 from tests.helpers import QUICK, ROOT, run_script
 
-# one worker runs them all: they share a trained run (pytest -n, --dist loadgroup)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ddp")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,7 @@ def _same_prediction(result: dict, expected: dict) -> bool:
             and [c for c, _ in result["top_k"]] == [c for c, _ in expected["top_k"]])
 
 
+@pytest.mark.slow
 def test_the_entry_points_take_an_old_checkpoint(workdir):
     """eval.py and predict.py themselves, as a user types them, on the image fixture."""
     ckpt = LEGACY / "image.ckpt"

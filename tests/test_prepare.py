@@ -1,6 +1,8 @@
 """python prepare.py: a login node downloads and builds the caches; a job without network trains from them."""
 import sys
 
+import pytest
+
 from tests.helpers import ROOT, train_here
 from tests.test_sentiment import tiny_sst2
 
@@ -12,6 +14,7 @@ def prepare(*overrides):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_prepare_builds_the_caches_a_run_then_uses(tmp_path):
     tiny_sst2(tmp_path / "data")
     data = ["task=sentiment", f"data.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}"]

@@ -13,9 +13,6 @@ from src.cli import quote_text
 from src.models.text import POOLINGS, RNNClassifier, TextCNN, WordDropout
 from tests.helpers import predict_here, run_script, train_here
 
-# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("sentiment")
-
 MODELS = [(RNNClassifier, {"cell": "lstm", "pooling": p}) for p in POOLINGS] + [
     (RNNClassifier, {"cell": "gru", "pooling": "max", "layers": 2, "bidirectional": False}),
     (RNNClassifier, {"ngram_buckets": 50}), (TextCNN, {"kernel_sizes": [2, 5]}),
@@ -162,6 +159,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_learns_tiny_sst2_and_lists_its_surest_mistakes(trained):
     run_dir = trained / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -176,6 +174,7 @@ def test_learns_tiny_sst2_and_lists_its_surest_mistakes(trained):
     assert all(w[1] != w[2] for w in wrong)
 
 
+@pytest.mark.slow
 def test_the_averaged_weights_are_what_is_validated_checkpointed_and_tested(trained):
     """task=sentiment averages its weights (callbacks.ema): the best checkpoint holds the average, and validating
     it after training repeats the val/acc the average scored when the checkpoint was chosen."""
@@ -207,6 +206,7 @@ def test_ema_warms_up():
         EMA(decay=1.5)
 
 
+@pytest.mark.slow
 def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
     ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
     shutil.rmtree(trained / "cache" / "tokenizers")
@@ -218,6 +218,7 @@ def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
     assert not (trained / "cache" / "tokenizers").exists()  # nothing learnt again
 
 
+@pytest.mark.slow
 def test_predict_reads_text_and_files_of_lines(trained, tmp_path):
     ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
     out = run_script("predict.py", f"ckpt_path={ckpt}", "input=a gorgeous, witty film")
@@ -229,6 +230,7 @@ def test_predict_reads_text_and_files_of_lines(trained, tmp_path):
     assert all(0.5 < x["probability"] <= 1 for x in lines)
 
 
+@pytest.mark.slow
 def test_textcnn_trains_end_to_end(trained, tmp_path):
     metrics = train_here(tmp_path / "run", *TINY, "model=textcnn", "model.channels=16",
                          f"data.data_dir={trained / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}")

@@ -1,5 +1,6 @@
 """hydra/launcher=slurm composes into the submission script a cluster would receive (no cluster here: the script
 is made by submitit's own SLURM executor, exactly as the launcher configures it, and read back)."""
+import pytest
 import submitit
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -49,6 +50,7 @@ def test_partition_and_account_are_left_to_sbatch_when_not_set(tmp_path, monkeyp
     assert "#SBATCH --time=30" in script.splitlines() and "#SBATCH --nodes=1" in script.splitlines()
 
 
+@pytest.mark.slow
 def test_submitit_runs_a_sweep_end_to_end_with_its_local_executor(tmp_path):
     """The same launcher plugin with submitit's local executor: each run is a submitit job (pickled, run in its
     own process, logs under .submitit/), and the sweep still ends with one directory and metrics.json per run."""

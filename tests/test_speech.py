@@ -12,9 +12,6 @@ from src.data.audio.spoken_words import SpokenWordsDataModule
 from src.models.audio import CRNN, Features, SpecAugment, SpeechResNet
 from tests.helpers import predict_here, run_script, train_here
 
-# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("speech")
-
 VARIANTS = ["m1", "m3", "f1", "f4", "klatt", "klatt3", "croak", "m2", "iven", "steph", "max", "belinda"]
 
 
@@ -178,6 +175,7 @@ def tones(n: int, seed: int):
     return x + 0.05 * torch.randn(n, 16000, generator=g), y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [SpeechResNet, CRNN])
 def test_each_model_learns_a_tiny_task(model):
     torch.manual_seed(0)
@@ -214,6 +212,7 @@ def trained(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_learns_spoken_words_and_writes_its_plots(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert {"test/acc", "test/f1", "val/acc"} <= metrics.keys()
@@ -221,6 +220,7 @@ def test_learns_spoken_words_and_writes_its_plots(trained):
     assert (trained / "confusion_matrix.png").is_file() and (trained / "spectrograms.png").is_file()
 
 
+@pytest.mark.slow
 def test_eval_repeats_the_test_metrics(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
     run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu",
@@ -230,6 +230,7 @@ def test_eval_repeats_the_test_metrics(trained, tmp_path):
     assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
 
 
+@pytest.mark.slow
 def test_predict_names_the_word_in_a_wav_file(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
     dm = small_words(trained / "cache", per_voice=4)
@@ -244,6 +245,7 @@ def test_predict_names_the_word_in_a_wav_file(trained, tmp_path):
     assert bad.returncode == 2 and "junk.wav" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_real_recordings_are_scored_apart_from_the_test_split(tmp_path):
     """data.real_dir: FSDD-named WAVs are scored as real/*, never trained on."""
     digits = SpokenWordsDataModule(words="digits", languages=["en-us"], variants=VARIANTS[:6], per_voice=1,

@@ -7,9 +7,6 @@ import torch
 from src import pipeline
 from tests.helpers import QUICK, predict_here, run_script, train_here
 
-# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("train")
-
 SHORT = ["trainer.max_epochs=3"]
 
 
@@ -84,6 +81,7 @@ def trained(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_eval_tests_a_checkpoint_with_the_same_metrics(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
     run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
@@ -92,6 +90,7 @@ def test_eval_tests_a_checkpoint_with_the_same_metrics(trained, tmp_path):
     assert evaluated == {k: v for k, v in original.items() if k.startswith("test/")}
 
 
+@pytest.mark.slow
 def test_predict_prints_one_json_line_per_image(trained, tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits

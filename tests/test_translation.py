@@ -5,8 +5,7 @@ import pytest
 
 from tests.helpers import QUICK, predict_here, run_script, train_here
 
-# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("translation")
+pytestmark = pytest.mark.slow  # every test uses a trained run
 
 TINY = ["task=translation", "data.train_size=3000", "data.val_size=100", "data.test_size=100", "data.kinds=[number]",
         "data.max_number=100000", "model.emb_dim=64", "model.hidden=64", "trainer.max_epochs=6", "optimizer.lr=5e-3",

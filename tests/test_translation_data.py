@@ -16,9 +16,6 @@ from src.data.text.translation import TranslationDataModule
 from src.errors import UserError
 from src.tokens import decode
 
-# one worker runs them all: they share a module fixture (pytest -n, --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("translation_data")
-
 SMALL = dict(train_size=600, val_size=100, test_size=100, vocab_size=200, batch_size=16)
 
 
