@@ -59,6 +59,29 @@ def train_here(run_dir: Path, *overrides: str) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
+def eval_here(run_dir: Path, ckpt_path: Path, *overrides: str) -> dict:
+    """eval.py's work in this process (its config and src.pipeline.evaluate), into run_dir: the metrics."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from src import pipeline
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("eval", overrides=[f"ckpt_path={ckpt_path}", "trainer.accelerator=cpu",
+                                             "trainer.enable_progress_bar=false", *overrides],
+                          return_hydra_config=True)
+            HydraConfig().set_config(cfg)
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(run_dir)
+            return pipeline.evaluate(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def predict_here(ckpt_path: Path, *overrides: str) -> list[dict]:
     """predict.py's work in this process (its config and src.pipeline.predict): the results it prints."""
     from hydra import compose, initialize_config_dir

@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from src import pipeline
 from tests.helpers import QUICK, ROOT, run_script
 
 
@@ -111,7 +112,14 @@ def test_accelerator_that_is_not_there(tmp_path):
                       check=False), "trainer:")
 
 
-def test_options_of_several_types_are_accepted(tmp_path):
-    """precision and devices take strings as well as numbers: the type check must not refuse them."""
-    run_script("train.py", *QUICK, "trainer.precision=bf16-mixed", "trainer.devices=auto", "debug=fdr",
-               f"hydra.run.dir={tmp_path}")
+def test_options_of_several_types_are_accepted(compose_train):
+    """precision and devices take strings as well as numbers: the type check must not refuse them, and the run
+    takes them (checks and run in this process, as train.py does them)."""
+    from hydra import initialize_config_dir
+
+    from src.checks import validate
+
+    cfg = compose_train(*QUICK, "trainer.precision=bf16-mixed", "trainer.devices=auto", "debug=fdr")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        validate(cfg, "train")
+    pipeline.train(cfg)

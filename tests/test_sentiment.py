@@ -11,7 +11,7 @@ import torch
 
 from src.cli import quote_text
 from src.models.text import POOLINGS, RNNClassifier, TextCNN, WordDropout
-from tests.helpers import predict_here, run_script, train_here
+from tests.helpers import eval_here, predict_here, run_script, train_here
 
 MODELS = [(RNNClassifier, {"cell": "lstm", "pooling": p}) for p in POOLINGS] + [
     (RNNClassifier, {"cell": "gru", "pooling": "max", "layers": 2, "bidirectional": False}),
@@ -210,9 +210,7 @@ def test_ema_warms_up():
 def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
     ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
     shutil.rmtree(trained / "cache" / "tokenizers")
-    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu",
-               f"paths.cache_dir={trained / 'cache'}")
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    evaluated = eval_here(tmp_path, ckpt, f"paths.cache_dir={trained / 'cache'}")
     original = json.loads((trained / "run" / "metrics.json").read_text())
     assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
     assert not (trained / "cache" / "tokenizers").exists()  # nothing learnt again

@@ -10,7 +10,7 @@ from src.data.audio.augment import augment_waveforms, time_shift
 from src.data.audio.espeak import synthesise
 from src.data.audio.spoken_words import SpokenWordsDataModule
 from src.models.audio import CRNN, Features, SpecAugment, SpeechResNet
-from tests.helpers import predict_here, run_script, train_here
+from tests.helpers import eval_here, predict_here, run_script, train_here
 
 VARIANTS = ["m1", "m3", "f1", "f4", "klatt", "klatt3", "croak", "m2", "iven", "steph", "max", "belinda"]
 
@@ -223,9 +223,7 @@ def test_learns_spoken_words_and_writes_its_plots(trained):
 @pytest.mark.slow
 def test_eval_repeats_the_test_metrics(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
-    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu",
-               f"paths.cache_dir={trained / 'cache'}")
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    evaluated = eval_here(tmp_path, ckpt, f"paths.cache_dir={trained / 'cache'}")
     original = json.loads((trained / "metrics.json").read_text())
     assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
 

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from tests.helpers import QUICK, predict_here, run_script, train_here
+from src.errors import UserError
+from tests.helpers import eval_here, predict_here, run_script, train_here
 
 pytestmark = pytest.mark.slow  # every test uses a trained run
 
@@ -35,8 +36,7 @@ def test_eval_repeats_the_test_metrics(trained, tmp_path):
 
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
     shutil.rmtree(trained / "cache" / "tokenizers")
-    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    evaluated = eval_here(tmp_path, ckpt)
     original = json.loads((trained / "metrics.json").read_text())
     assert evaluated == pytest.approx({k: v for k, v in original.items() if k.startswith("test/")})
     assert not (trained / "cache" / "tokenizers").exists()
@@ -54,5 +54,5 @@ def test_predict_translates_text_and_files_of_lines(trained, tmp_path):
 
 def test_a_translation_checkpoint_is_refused_by_the_image_task(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
-    proc = run_script("train.py", *QUICK, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", check=False)
-    assert proc.returncode == 2 and "task=translation" in proc.stderr
+    with pytest.raises(UserError, match="task=translation"):  # before any data is read
+        train_here(tmp_path, f"ckpt_path={ckpt}")
