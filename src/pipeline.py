@@ -152,9 +152,7 @@ def _floats(results: list[dict]) -> dict:
 
 def select_checkpoint(trainer: L.Trainer) -> str | None:
     """The checkpoint chosen on the monitored validation metric; a run without one (callbacks.model_checkpoint=
-    null) takes its last epoch's. Weight averaging ends with fitting: the checkpoints hold the averaged weights,
-    which validate and test load as they are (the callback would swap in its own copy of the average)."""
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    null) takes its last epoch's."""
     chosen = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor]
     return (chosen or [c.best_model_path for c in trainer.checkpoint_callbacks] or [""])[0] or None
 
@@ -185,7 +183,10 @@ def train(cfg: DictConfig) -> float | None:
         except SIGTERMException:
             raise stopped(trainer) from None
 
-    # select: train=false evaluates the checkpoint given, not fresh weights
+    # select: train=false evaluates the checkpoint given, not fresh weights. Weight averaging ends with fitting:
+    # the checkpoints hold the averaged weights, which validate and test load as they are (the callback would swap
+    # in its own copy of the average)
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     best = select_checkpoint(trainer) if cfg.get("train", True) else ckpt_path
 
     # test
