@@ -1,6 +1,7 @@
 """Test helpers: run the entry points in-process or as real processes, and callbacks that misbehave on cue."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,67 +36,54 @@ def train(run_dir: Path, *overrides: str, **kwargs) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def train_here(run_dir: Path, *overrides: str) -> dict:
-    """train.py's run in this process: the same composed config and src.pipeline.train, without starting Python,
-    torch and Lightning again (8 s here), for tests about what a run produces rather than about the command line.
-    Writes into run_dir (no .hydra/ or train.log: those are Hydra's main's). Returns its metrics.json."""
+@contextlib.contextmanager
+def composed(config_name: str, overrides: list[str], run_dir: Path | None = None):
+    """The config an entry point composes (train, eval or predict), as Hydra's main sets it up: Hydra initialised
+    and its runtime config set while the block runs, with the run directory at run_dir (when given)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from src import pipeline
-
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[*QUICK, *overrides], return_hydra_config=True)
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
             HydraConfig().set_config(cfg)
-            with open_dict(cfg):
-                cfg.paths.output_dir = str(run_dir)
-            pipeline.train(cfg)
+            if run_dir is not None:
+                with open_dict(cfg):
+                    cfg.paths.output_dir = str(run_dir)
+            yield cfg
     finally:
         GlobalHydra.instance().clear()
+
+
+def train_here(run_dir: Path, *overrides: str) -> dict:
+    """train.py's run in this process: the same composed config and src.pipeline.train, without starting Python,
+    torch and Lightning again (8 s here), for tests about what a run produces rather than about the command line.
+    Writes into run_dir (no .hydra/ or train.log: those are Hydra's main's). Returns its metrics.json."""
+    from src import pipeline
+
+    with composed("train", [*QUICK, *overrides], run_dir) as cfg:
+        pipeline.train(cfg)
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
 def eval_here(run_dir: Path, ckpt_path: Path, *overrides: str) -> dict:
     """eval.py's work in this process (its config and src.pipeline.evaluate), into run_dir: the metrics."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
     from src import pipeline
 
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("eval", overrides=[f"ckpt_path={ckpt_path}", "trainer.accelerator=cpu",
-                                             "trainer.enable_progress_bar=false", *overrides],
-                          return_hydra_config=True)
-            HydraConfig().set_config(cfg)
-            with open_dict(cfg):
-                cfg.paths.output_dir = str(run_dir)
-            return pipeline.evaluate(cfg)
-    finally:
-        GlobalHydra.instance().clear()
+    given = [f"ckpt_path={ckpt_path}", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides]
+    with composed("eval", given, run_dir) as cfg:
+        return pipeline.evaluate(cfg)
 
 
 def predict_here(ckpt_path: Path, *overrides: str) -> list[dict]:
     """predict.py's work in this process (its config and src.pipeline.predict): the results it prints."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from src import pipeline
 
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("predict", overrides=[f"ckpt_path={ckpt_path}", "device=cpu", *overrides])
+    with composed("predict", [f"ckpt_path={ckpt_path}", "device=cpu", *overrides]) as cfg:
         return pipeline.predict(cfg)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 class KillAt(Callback):
