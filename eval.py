@@ -1,4 +1,6 @@
-"""Test a checkpoint on its task's test split: python eval.py ckpt_path=<file.ckpt> [split=val] [data_dir=...]"""
+"""Test a checkpoint on its task's test split: python eval.py ckpt_path=<file.ckpt> [split=val] [data.<key>=...]"""
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -11,4 +13,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from src.cli import data_overrides, report_errors
+
+    sys.argv = data_overrides(sys.argv)  # data.path=<new place>: any key of the checkpoint's data config
+    report_errors(main, "eval")

@@ -16,7 +16,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from src.cli import quote_text
+    from src.cli import quote_text, report_errors
 
     sys.argv = quote_text(sys.argv)  # input=a gorgeous, witty film: one string, not a list to sweep
-    main()
+    report_errors(main, "predict")

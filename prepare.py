@@ -15,14 +15,14 @@ def main(argv: list[str]) -> int:
     from hydra.errors import HydraException
 
     from src.checks import CONF_DIR
-    from src.cli import run
+    from src.cli import config_message, run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             cfg = compose("train", overrides=argv, return_hydra_config=True)
         except HydraException as e:
-            print(f"error: {str(e).split(chr(10) + 'Config search path')[0].strip()}", file=sys.stderr)
+            print(f"error: {config_message(e, 'train', argv)}", file=sys.stderr)
             return 2
         HydraConfig().set_config(cfg)
         run(cfg, "train", "prepare")  # checks what was typed first, as train.py does

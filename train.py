@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from src.cli import resume_in_place
+    from src.cli import report_errors, resume_in_place
 
     sys.argv = resume_in_place(sys.argv)
-    main()
+    report_errors(main, "train")

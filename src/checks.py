@@ -141,6 +141,10 @@ def check_checkpoint_path(cfg: DictConfig, required: bool = False) -> None:
 
 def validate(cfg: DictConfig, config_name: str = "train") -> None:
     """Everything that can be checked before torch is imported, in the order a user would fix it."""
+    if config_name == "train":
+        from hydra.core.hydra_config import HydraConfig
+
+        check_choices(HydraConfig.get().runtime.choices)
     check_types(cfg, config_name)
     check_trainer(cfg)
     check_loggers(cfg)
@@ -149,3 +153,56 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise UserError(f"seed={seed} should be an integer, or null for a random run.")
 
+
+
+def _recipe_task(group: str, name: str) -> str | None:
+    """The task a recipe (conf/experiment/, conf/hparams_search/) sets in its defaults list, if it sets one."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    for entry in OmegaConf.load(path).get("defaults") or []:
+        if isinstance(entry, (dict, DictConfig)):
+            for key, value in entry.items():
+                if str(key).replace("override", "").strip() in ("/task", "task"):
+                    return str(value)
+    return None
+
+
+def _recipes_of(group: str, task: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if _recipe_task(group, p.stem) == task)
+
+
+def _task_lists() -> dict[str, dict]:
+    """conf/task/<name>.yaml -> its task.models and task.datasets."""
+    out = {}
+    for path in sorted((CONF_DIR / "task").glob("*.yaml")):
+        node = OmegaConf.load(path).get("task") or {}
+        out[path.stem] = {"model": list(node.get("models") or []), "data": list(node.get("datasets") or [])}
+    return out
+
+
+def check_choices(choices) -> None:
+    """A recipe, model or data set of another task is refused before anything is read or created: a recipe sets
+    its own task (`experiment=multi30k_gru task=image` would compose half of each), and a task lists the models and
+    data sets it takes (conf/task/<task>.yaml: task.models, task.datasets). A model or data config that no task
+    lists (one of your own) is let through."""
+    task = choices.get("task")
+    if not task:
+        return
+    for group in ("experiment", "hparams_search"):
+        name = choices.get(group)
+        wanted = _recipe_task(group, name) if name else None
+        if wanted and wanted != task:
+            own = ", ".join(_recipes_of(group, task)) or "none yet"
+            raise UserError(f"{group}={name} is a recipe of task={wanted}, but task={task} was given: drop "
+                            f"task={task} (the recipe sets its own task), or choose one of task={task}'s: "
+                            f"{group}={{{own}}}.")
+    lists = _task_lists()
+    for group, word in (("model", "model"), ("data", "data set")):
+        name, allowed = choices.get(group), lists.get(task, {}).get(group)
+        if not name or not allowed or name in allowed:
+            continue
+        owners = [t for t, node in lists.items() if name in node[group]]
+        if owners:
+            raise UserError(f"{group}={name} is a {word} of task={owners[0]}, not of task={task}: the {word}s of "
+                            f"task={task} are {', '.join(allowed)}.")

@@ -4,12 +4,15 @@ Nothing here imports torch; src.pipeline (torch, Lightning) is imported only onc
 """
 from __future__ import annotations
 
+import difflib
+import errno
 import logging
 import os
 import re
 import sys
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
@@ -21,13 +24,209 @@ def run(cfg: DictConfig, config_name: str, action: str):
     try:
         from src.checks import validate
 
-        validate(cfg, config_name)
+        if not _CHECKED:  # (RunDirectory checks before the run directory is made)
+            validate(cfg, config_name)
         from src import pipeline
 
         return getattr(pipeline, action)(cfg)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from src.errors import DiskFull
+
+        full = DiskFull(Path(e.filename or cfg.get("paths", {}).get("output_dir") or "."), e)  # a log, a plot
+        print(f"{full.prefix}{full}", file=sys.stderr, flush=True)
+        sys.exit(full.exit_code)
     except UserError as e:
         print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
+
+
+def report_errors(hydra_main, config_name: str) -> None:
+    """Call an entry point's @hydra.main function with mistakes in the command line (an unknown key, group or option,
+    a value Hydra cannot parse, a recipe of another task caught by the sweeper) answered in one line with a hint and
+    exit status 2, where Hydra would print its own message and exit 1. Hydra reports errors in one place,
+    hydra._internal.utils.run_and_report; it is wrapped while the function runs. Any other error is left to it."""
+    import hydra._internal.utils as hydra_utils
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from src.errors import UserError
+
+    original = hydra_utils.run_and_report
+
+    def report(func):
+        try:
+            return func()
+        except UserError as e:
+            print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
+        except (ConfigCompositionException, OverrideParseException) as e:
+            print(f"error: {config_message(e, config_name, sys.argv[1:])}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        except Exception as e:  # noqa: BLE001 - Hydra's own report of everything else
+            def again(error=e):
+                raise error
+
+            return original(again)
+
+    hydra_utils.run_and_report = report
+    try:
+        hydra_main()
+    finally:
+        hydra_utils.run_and_report = original
+        _release_run_dirs()
+        _CHECKED.clear()
+
+
+def _nearest(word: str, candidates) -> str:
+    found = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"; did you mean {found[0]}?" if found else ""
+
+
+def _defaults_config(config_name: str, args: list[str]):
+    """The config composed with the group choices in args (none of their values), for hints; None if it fails."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    groups = [a for a in args if "=" in a and "," not in a and not a.startswith(("+", "~", "hydra"))
+              and (conf / a.split("=", 1)[0]).is_dir()]
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return compose(config_name=config_name, overrides=groups)
+    except Exception:  # noqa: BLE001 - a hint is a courtesy
+        return None
+
+
+def config_message(e: Exception, config_name: str, args: list[str]) -> str:
+    """Hydra's complaint about the command line as one line that names the key, group or option and the nearest
+    existing one."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf import DictConfig, OmegaConf
+
+    script = {"train": "train.py", "eval": "eval.py", "predict": "predict.py"}.get(config_name, "train.py")
+    if isinstance(e, OverrideParseException):
+        first = str(e.message).splitlines()[0]
+        return (f"{e.override}: Hydra cannot read this ({first}). Quote a value holding spaces, commas, brackets or "
+                f"'=': key='a, b'.")
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        options = sorted(e.options or [])
+        return (f"{group}={name}: there is no {group} config {name!r}{_nearest(name, options) or '.'} The options "
+                f"are: {', '.join(options)} (conf/{group}/).")
+    text = str(e)
+    cause = e.__cause__
+    full_key = getattr(cause, "full_key", None)
+    if text.startswith("Could not override") and full_key:
+        typed = next((a for a in args if a.split("=", 1)[0].lstrip("+~") == text.split("'")[1]), text.split("'")[1])
+        parent, _, name = str(full_key).rpartition(".")
+        cfg = _defaults_config(config_name, args)
+        node = OmegaConf.select(cfg, parent, default=None) if cfg is not None and parent else cfg
+        hint = ""
+        if isinstance(node, DictConfig):
+            hint = _nearest(name, list(node.keys()))
+            if hint:
+                hint = hint.replace("did you mean ", f"did you mean {parent + '.' if parent else ''}")
+        where = f"{parent} has no key {name!r}" if parent else f"there is no key or config group {name!r}"
+        return (f"{typed}: {where}{hint or '.'} (`python {script} --cfg job` prints every key; "
+                f"+{typed.lstrip('+')} adds a new one.)")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("\t", "Config "))]
+    return " ".join(lines[:3])
+
+
+# the run directories this process holds (RunDirectory), released when the entry point returns
+_HELD: dict[str, object] = {}
+# set once RunDirectory has checked what was typed
+_CHECKED: list[bool] = []
+
+
+def _rank() -> int:
+    """This process's rank among those of one run, from what Lightning's launcher, torchrun and SLURM set."""
+    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+                 if k in os.environ), "0")
+    return int(rank) if rank.isdigit() else 0
+
+
+def _release_run_dirs() -> None:
+    while _HELD:
+        _HELD.popitem()[1].close()  # closing the file drops its lock
+
+
+class RunDirectory(Callback):
+    """A Hydra callback (conf/hydra/default.yaml, eval.yaml) that checks what was typed (src/checks.py) and settles
+    who writes a run directory, before Hydra makes the directory and writes its .hydra/ config and log file there.
+
+    - One run at a time: the first process of a run holds a lock on <run dir>/.lock (flock: the system drops it
+      when the process ends, however it ends, so no stale lock is ever left) and writes there who holds it; a
+      second run in the same directory stops at once, naming the first.
+    - A resume (ckpt_path=..., or a SLURM requeue) into a directory that already holds a run keeps the run's own
+      config: the resumed part's goes to .hydra/resume-<time>/.
+    - A new run into a directory that holds another's checkpoints or metrics is refused rather than mixing
+      the two.
+    The other processes of a run (Lightning's DDP launcher, srun tasks: rank > 0) share the first's directory."""
+
+    def on_run_start(self, config, config_name: str = "train", **kwargs) -> None:
+        from src.errors import UserError
+
+        try:
+            self._settle(config, config_name)
+        except UserError as e:  # Hydra turns a callback's exceptions into warnings: stop here
+            print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
+
+    def _settle(self, config, config_name: str) -> None:
+        import fcntl
+        import json
+        import time
+
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import open_dict, read_write
+
+        from src.checks import validate
+        from src.errors import UserError
+
+        HydraConfig.instance().set_config(config)
+        validate(config, config_name)  # a mistake in what was typed creates nothing
+        _CHECKED.append(True)
+        if _rank() > 0:
+            return
+        run_dir = Path(str(config.hydra.run.dir))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            try:
+                holder = json.loads(lock.read() or "{}")
+            except ValueError:
+                holder = {}
+            lock.close()
+            who = (f" (pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
+                   f"{' '.join(holder.get('command', []))})" if holder else "")
+            raise UserError(f"hydra.run.dir={run_dir} is in use by another run{who}: wait for it to end, or give "
+                            f"this run another directory.") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}))
+        lock.flush()
+        _HELD[str(run_dir)] = lock
+
+        requeued = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+        resuming = config_name == "train" and (bool(config.get("ckpt_path")) or requeued)
+        if resuming and (run_dir / ".hydra" / "config.yaml").is_file() and config.hydra.output_subdir == ".hydra":
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"
+        elif not resuming:
+            held = [p.name for p in (run_dir / "checkpoints").glob("*.ckpt")] + [
+                name for name in ("metrics.json",) if (run_dir / name).is_file()]
+            if held:
+                _release_run_dirs()
+                raise UserError(f"hydra.run.dir={run_dir} already holds a run ({', '.join(sorted(held)[:3])}): "
+                                f"continue it with ckpt_path=last hydra.run.dir={run_dir}, or give this run "
+                                f"another directory.")
 
 
 class RankZero(logging.Filter):
@@ -37,9 +236,7 @@ class RankZero(logging.Filter):
 
     def __init__(self):
         super().__init__()
-        rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-                     if k in os.environ), "0")
-        self.rank = int(rank) if rank.isdigit() else 0
+        self.rank = _rank()
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self.rank == 0 or record.levelno > logging.INFO
@@ -47,11 +244,8 @@ class RankZero(logging.Filter):
 
 def resume_in_place(argv: list[str]) -> list[str]:
     """`ckpt_path=<run>/checkpoints/x.ckpt` continues that run in its own directory: the checkpoint's
-    record of the best model so far stays valid there, and logs go on where they were. The composed
-    config of the resumed part goes to .hydra/resume-<time> so the original one is kept. An explicit
-    hydra.run.dir=..., or a multirun, is left alone."""
-    import time
-
+    record of the best model so far stays valid there, and logs go on where they were (RunDirectory keeps the
+    run's own config). An explicit hydra.run.dir=..., or a multirun, is left alone."""
     args = argv[1:]
     value = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
     if value == "last":
@@ -67,8 +261,7 @@ def resume_in_place(argv: list[str]) -> list[str]:
     ckpt = Path(value.strip("'\""))
     if not (ckpt.is_file() and ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / ".hydra").is_dir()):
         return argv
-    run_dir = ckpt.parent.parent
-    return [*argv, f"hydra.run.dir={run_dir}", f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
+    return [*argv, f"hydra.run.dir={ckpt.parent.parent}"]
 
 
 def find_last_checkpoint(args: list[str]) -> Path | None:
@@ -89,6 +282,13 @@ def find_last_checkpoint(args: list[str]) -> Path | None:
     root = Path(given.get("paths.log_dir", Path(given.get("paths.root_dir", ".")) / "outputs")) / task
     found = sorted(root.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def data_overrides(argv: list[str]) -> list[str]:
+    """eval.py takes `data.<key>=value` for any key of the checkpoint's data config (data.path=<where the data is
+    now>): eval.yaml cannot list those keys, so they are added to its `data` node (Hydra's ++) and checked against
+    the checkpoint's by src.pipeline.evaluate."""
+    return [argv[0], *(f"++{a}" if a.startswith("data.") and "=" in a else a for a in argv[1:])]
 
 
 def quote_text(argv: list[str], keys: tuple[str, ...] = ("input", "inputs")) -> list[str]:

@@ -1,4 +1,9 @@
 """The one exception type for mistakes a user can fix: the entry points print its message, not a traceback."""
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -17,3 +22,21 @@ class Stopped(UserError):
 
     exit_code = 143
     prefix = ""
+
+
+class DiskFull(UserError):
+    """No space (or quota) left for a file the app writes. What was there before is whole: the file was being
+    written under a temporary name."""
+
+    def __init__(self, path: Path, error: OSError | None = None):
+        path = Path(path)
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there now"
+        except OSError:
+            free = "its folder cannot be read"
+        kept = f"; the earlier {path.name} is whole" if path.is_file() else ""
+        resume = f", then resume with ckpt_path={path}" if path.is_file() and path.suffix == ".ckpt" else ""
+        what = "no space left" if error is None or error.errno == errno.ENOSPC else "disk quota exceeded"
+        super().__init__(f"{what} on the device writing {path} ({free}): it was not written{kept}. Free some "
+                         f"space (or write elsewhere: paths.log_dir=<folder>){resume}.")
+

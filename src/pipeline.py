@@ -23,7 +23,7 @@ from src.callbacks.preemption import stopped
 from src.checkpoint import load_task, read_checkpoint, requeued_checkpoint
 from src.data.base import DataModule
 from src.errors import UserError
-from src.records import log_metrics, run_info, write_json
+from src.records import earlier_parts, log_metrics, run_info, write_json
 from src.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def build_data(node) -> DataModule:
 
 def build_task(cfg: DictConfig, data_info: dict) -> Task:
     node = OmegaConf.to_container(cfg.task, resolve=True)
+    for key in ("models", "datasets"):  # what the task can be given: checked by src/checks.py, not the task's
+        node.pop(key, None)
     task = build(node, "task/model", model=_plain(cfg.model), optimizer=_plain(cfg.optimizer),
                  scheduler=_plain(cfg.get("scheduler")), data=_plain(cfg.data), data_info=data_info,
                  _recursive_=False, _convert_="all")
@@ -171,6 +173,8 @@ def train(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg, resuming=bool(ckpt_path)))
     task = build_task(cfg, data_info(datamodule, trainer))
     record = run_info(seed=cfg.seed, resumed_from=ckpt_path)
+    if ckpt_path and (run_dir / "run.json").is_file():  # a resume in the run's own directory: keep its history
+        record["history"] = earlier_parts(run_dir / "run.json")
     if trainer.is_global_zero:
         write_json(run_dir / "run.json", record)
         if ckpt_path:
@@ -214,9 +218,17 @@ def evaluate(cfg: DictConfig) -> dict:
         raise UserError(f"split={cfg.split}: choose test or val")
     task = load_task(cfg.ckpt_path)
     data_cfg = dict(task.hparams.data)
-    for key in ("data_dir", "batch_size"):
-        if cfg.get(key) is not None:
-            data_cfg[key] = cfg[key]
+    changed = {f"data.{k}": v for k, v in _plain(cfg.get("data")).items()}
+    changed.update({key: cfg[key] for key in ("data_dir", "batch_size") if cfg.get(key) is not None})
+    for typed, value in changed.items():
+        key = typed.removeprefix("data.")
+        if key not in data_cfg:
+            name = data_cfg["_target_"].rsplit(".", 1)[-1]
+            where = next((k for k in ("path", "data_dir", "real_dir") if k in data_cfg), None)
+            hint = f" Give data.{where}=<the new place>." if where and key in ("data_dir", "path") else ""
+            raise UserError(f"{typed}={value}: the checkpoint's data ({name}) has no key {key!r}.{hint} Its keys: "
+                            f"{', '.join(k for k in data_cfg if not k.startswith('_'))}.")
+        data_cfg[key] = value
     datamodule = build_data(data_cfg)
     datamodule.use_info(task.data_info)
     trainer = build_trainer(cfg, [], build_loggers(cfg))
@@ -259,14 +271,28 @@ def predict(cfg: DictConfig) -> list[dict]:
     task.to(device)
     data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
     inputs = _read_inputs(cfg)
-    results = []
+    results, failed = [], 0
     for i in range(0, len(inputs), cfg.batch_size):
-        chunk = inputs[i:i + cfg.batch_size]
-        batch = data_cls.collate_inputs([data_cls.read_input(item, info) for item in chunk], info)
+        chunk, samples = [], []
+        for item in inputs[i:i + cfg.batch_size]:
+            try:
+                samples.append(data_cls.read_input(item, info))
+                chunk.append(item)
+            except (UserError, OSError, ValueError) as e:
+                if cfg.input is not None:  # the one input given: its error is the answer
+                    raise UserError(str(e)) from None
+                failed += 1  # one unreadable input of a list: its own line, and the others go on
+                print(json.dumps({"input": item, "error": str(e)}, ensure_ascii=False), flush=True)
+        if not chunk:
+            continue
+        batch = data_cls.collate_inputs(samples, info)
         for item, result in zip(chunk, task.predict_batch(_to(batch, device), top_k=int(cfg.top_k))):
             result = {"input": item, **result}
             print(json.dumps(result, ensure_ascii=False), flush=True)
             results.append(result)
+    if failed:
+        raise UserError(f"{failed} of {len(inputs)} inputs in inputs={cfg.inputs} could not be read: their lines "
+                        f"above say why (\"error\"); the other {len(inputs) - failed} were predicted.")
     return results
 
 

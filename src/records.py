@@ -3,6 +3,7 @@ metrics.json (its final numbers), and the tables it logs (metrics, samples), all
 land in the run's log file too."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from src.errors import DiskFull
+
 log = logging.getLogger(__name__)
 
 
@@ -19,8 +22,28 @@ def write_json(path: Path, data: dict) -> None:
     """Atomically: a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(path, e) from None
+        raise
+
+
+def earlier_parts(path: Path) -> list[dict]:
+    """The records of a run's earlier parts, oldest first, from its run.json (each part started, or was resumed, by
+    one command): a resumed run's run.json keeps them under "history". An unreadable file is history lost, not a
+    reason to stop the run."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("%s could not be read: the history of the run's earlier parts starts again here", path)
+        return []
+    if not isinstance(previous, dict):
+        return []
+    return [*previous.pop("history", []), previous]
 
 
 def git() -> dict:

@@ -12,9 +12,11 @@ class ResumableOptunaSweeper(OptunaSweeper):
     sampler is reseeded at random on resuming: seeded as at the start, it would propose the first trials again."""
 
     def sweep(self, arguments):
+        from src.checks import check_choices
         from src.sweep import existing_trials
 
         impl = self.sweeper
+        check_choices(impl.config.hydra.runtime.choices)  # before the study is created or a trial started
         storage = str(impl.storage or "")
         if storage.startswith("sqlite:///"):  # the sweep directory does not exist before the first run
             from pathlib import Path

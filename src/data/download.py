@@ -3,6 +3,7 @@ message for data that is missing and cannot be fetched."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gzip
 import hashlib
@@ -17,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from src.errors import UserError
+from src.errors import DiskFull, UserError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,13 @@ def save_atomically(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # through a Python file, a full disk is an OSError saying so, not torch's
+            torch.save(obj, f)      # "unexpected pos" from its own writer
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(path, e) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -32,8 +32,18 @@ def cosine(optimizer: Optimizer, total_steps: int, warmup: float = 0.05, min_lr_
 
 def one_cycle(optimizer: Optimizer, total_steps: int, max_lr: float | None = None, pct_start: float = 0.25,
               div_factor: float = 25.0, final_div_factor: float = 1e4) -> dict:
+    """torch's OneCycleLR, with the short runs it divides by zero on made well defined: a warm-up of exactly one step
+    (pct_start x total_steps = 1) peaks at step 1; warming up to the last step (pct_start = 1) peaks one step
+    earlier; a run of one or two steps starts at the peak and anneals."""
     max_lr = max_lr or [g["lr"] for g in optimizer.param_groups]
-    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(1, total_steps),
+    total_steps = max(1, total_steps)
+    if total_steps <= 2:
+        pct_start = 0.0
+    elif float(pct_start * total_steps) - 1 == 0:  # the end of torch's warm-up phase would be step 0
+        pct_start = 2 / total_steps
+    elif float(pct_start * total_steps) - 1 >= total_steps - 1:  # ... or the end of its annealing phase
+        pct_start = (total_steps - 1) / total_steps
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps,
                                                 pct_start=pct_start, div_factor=div_factor,
                                                 final_div_factor=final_div_factor)
     return {"scheduler": sched, "interval": "step"}
