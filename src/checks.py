@@ -26,9 +26,27 @@ _LOGGER_PACKAGES = {
 }
 # Lightning options that take several types (precision=32 or "bf16-mixed", devices=1, "auto" or [0, 1]):
 # their values are checked by check_trainer or by Lightning, not by the type of their default
-_SEVERAL_TYPES = {"trainer.precision", "trainer.devices", "trainer.val_check_interval", "trainer.max_time",
+_SEVERAL_TYPES = {"data.text_column", "data.label_column",
+                  "trainer.precision", "trainer.devices", "trainer.val_check_interval", "trainer.max_time",
                   "trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches",
                   "trainer.overfit_batches", "trainer.fast_dev_run", "trainer.strategy", "trainer.profiler"}
+# keys whose value has a range: (key, lowest, whether the lowest itself is allowed, highest or None, what it is)
+_RANGES = [
+    ("optimizer.lr", 0, False, None, "a positive learning rate, e.g. 1e-3"),
+    ("optimizer.weight_decay", 0, True, None, "0 or more"),
+    ("optimizer.momentum", 0, True, 1, "from 0 to below 1"),
+    ("model.dropout", 0, True, 1, "from 0 to below 1"),
+    ("data.batch_size", 1, True, None, "1 or more"),
+    ("data.num_workers", 0, True, None, "0 or more (0: read in the main process)"),
+    ("data.val_fraction", 0, True, 1, "from 0 to below 1"),
+    ("data.test_fraction", 0, True, 1, "from 0 to below 1"),
+    ("trainer.accumulate_grad_batches", 1, True, None, "1 or more (1: no accumulation)"),
+    ("trainer.log_every_n_steps", 1, True, None, "1 or more"),
+    ("trainer.check_val_every_n_epoch", 1, True, None, "1 or more"),
+    ("seed", 0, True, 2**32, "an integer from 0 to 4294967295, or null for a random run"),
+    ("top_k", 1, True, None, "1 or more"),
+    ("batch_size", 1, True, None, "1 or more"),
+]
 _PRECISIONS = {"32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed", "16-true", "bf16-true", "64", "64-true",
                "transformer-engine", "transformer-engine-float16"}
 
@@ -94,7 +112,8 @@ def check_types(cfg: DictConfig, config_name: str) -> None:
         if default is None or isinstance(default, str):
             continue
         if not _same_kind(default, value):
-            shown = OmegaConf.to_yaml(default).strip() if isinstance(default, (DictConfig, ListConfig)) else default
+            shown = (OmegaConf.to_container(default) if isinstance(default, (DictConfig, ListConfig)) else default)
+            shown = str(shown).replace(" ", "").replace("'", "") if isinstance(shown, (list, dict)) else shown
             raise UserError(f"{o.input_line}: {key} should be {_type_name(default)} (its default is {shown}).")
 
 
@@ -124,6 +143,21 @@ def check_trainer(cfg: DictConfig) -> None:
             raise UserError(f"trainer.{key}=0 trains nothing: give a positive number (-1: no limit).")
 
 
+def check_ranges(cfg: DictConfig) -> None:
+    """Values outside what they can mean (a negative learning rate, no batches, a fraction of 1.5), before torch
+    and its own errors deep inside a run."""
+    for key, low, low_ok, high, what in _RANGES:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < low or (value == low and not low_ok) or (high is not None and value >= high):
+            raise UserError(f"{key}={value} should be {what}.")
+    fractions = [OmegaConf.select(cfg, f"data.{k}_fraction", default=None) for k in ("val", "test")]
+    if all(isinstance(f, (int, float)) for f in fractions) and sum(fractions) >= 1:
+        raise UserError(f"data.val_fraction + data.test_fraction = {sum(fractions):g} leaves nothing to train on: "
+                        f"keep their sum below 1.")
+
+
 def check_checkpoint_path(cfg: DictConfig, required: bool = False) -> None:
     path = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
     if path is None:
@@ -147,11 +181,12 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
         check_choices(HydraConfig.get().runtime.choices)
     check_types(cfg, config_name)
     check_trainer(cfg)
+    check_ranges(cfg)
     check_loggers(cfg)
     check_checkpoint_path(cfg, required=config_name != "train")
     seed = cfg.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise UserError(f"seed={seed} should be an integer, or null for a random run.")
+        raise UserError(f"seed={seed} should be an integer from 0 to 4294967295, or null for a random run.")
 
 
 

@@ -252,7 +252,13 @@ def _read_inputs(cfg: DictConfig) -> list[str]:
     if not path.is_file():
         raise UserError(f"inputs={path}: no such file (it should list one input per line)")
     base = path.parent
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"inputs={path} is not a text file: it should list one input (a path or a text) per "
+                        f"line, in UTF-8. For one input, give input={path}.") from None
+    if not lines:
+        raise UserError(f"inputs={path} lists no inputs: write one input (a path or a text) per line.")
     # relative paths in the list are relative to the list's folder, where such a file exists
     return [str(base / x) if not Path(x).is_absolute() and (base / x).exists() else x for x in lines]
 

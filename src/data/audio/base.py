@@ -31,6 +31,8 @@ def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise UserError(f"{path}: no such file") from None
     except (RuntimeError, sf.LibsndfileError, OSError) as e:
         raise UserError(f"{path}: not an audio file soundfile can read ({e}); delete or replace it") from None
+    if data.shape[0] == 0:
+        raise UserError(f"{path}: holds no samples (a recording of length 0); delete or replace it")
     x = torch.from_numpy(data.mean(axis=1))
     return resample(x, rate, sample_rate)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from src.data.download import extract, save_atomically
 from src.data.image.base import ImageDataModule, TensorImages
 from src.data.splits import stratified_split
 from src.errors import UserError
+
+log = logging.getLogger(__name__)
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -26,16 +29,38 @@ def find_root(folder: Path) -> Path | None:
     return None
 
 
+def class_folders(split_dir: Path) -> list[str]:
+    """The class folders of a split: every folder but hidden ones and archive leftovers (.ipynb_checkpoints,
+    __MACOSX)."""
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def list_images(split_dir: Path, class_names: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
-    names = class_names or sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    """The images of one split, labelled by class folder. train/ names the classes: each must hold images. A val/
+    or test/ folder holds those classes only (some may be missing there)."""
+    found = class_folders(split_dir)
+    if class_names is not None:
+        unknown = sorted(set(found) - set(class_names))
+        if unknown:
+            raise UserError(f"{split_dir} has class folder(s) {unknown[:5]} that train/ lacks: a class must be "
+                            f"trained on; add its images to train/{unknown[0]}/ or remove the folder.")
+    names = class_names or found
     files, labels = [], []
     for k, name in enumerate(names):
         d = split_dir / name
         if not d.is_dir():
             continue
-        found = sorted(p for p in d.rglob("*") if p.suffix.lower() in EXTENSIONS)
-        files += found
-        labels += [k] * len(found)
+        images = _images(d)
+        if not images and class_names is None:
+            raise UserError(f"{d} holds no images ({', '.join(sorted(EXTENSIONS))}): add images or remove "
+                            f"the folder.")
+        files += images
+        labels += [k] * len(images)
     return files, labels, names
 
 
@@ -67,6 +92,8 @@ class ImageFolderDataModule(ImageDataModule):
     def __init__(self, path: str, data_dir: str = "data", test_fraction: float = 0.1, image_size=None,
                  color: str = "rgb", in_memory: str | bool = "auto", cache_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
+        if not 0 <= test_fraction < 1:
+            raise ValueError(f"data.test_fraction={test_fraction} should be from 0 to below 1")
         if color not in ("rgb", "grey", "gray"):
             raise ValueError(f"data.color={color} should be rgb or grey")
         self.path, self.data_dir = Path(path), Path(data_dir)
@@ -80,7 +107,9 @@ class ImageFolderDataModule(ImageDataModule):
         if self.path.is_dir():
             return self.path
         name = self.path.name.removesuffix(".gz").removesuffix(".tgz").removesuffix(".tar")
-        return self.data_dir / "extracted" / name
+        stat = self.path.stat()  # a changed archive, or another of the same name, is another folder
+        key = hashlib.md5(f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+        return self.data_dir / "extracted" / f"{name}-{key}"
 
     def prepare_data(self) -> None:
         if not self.path.exists():
@@ -100,6 +129,8 @@ class ImageFolderDataModule(ImageDataModule):
         files, labels, names = list_images(root / "train")
         if not files:
             raise UserError(f"{root / 'train'} holds no images in class folders (train/<class>/*.jpg).")
+        if len(names) < 2:
+            raise UserError(f"{root / 'train'} has one class folder ({names[0]}): a classifier needs two or more.")
         splits = {}
         for split in ("val", "test"):
             if (root / split).is_dir():
@@ -111,6 +142,12 @@ class ImageFolderDataModule(ImageDataModule):
         splits.setdefault("test", pick(test_idx))
         splits.setdefault("val", pick(val_idx))
         splits["train"] = pick(train_idx)
+        for split, (chosen, _) in splits.items():
+            if not chosen:
+                fix = (f"add images to {split}/" if (root / split).is_dir() else
+                       f"raise data.{split}_fraction, or add a {split}/ folder")
+                raise UserError(f"data.path={self.path}: the {split} split is empty ({len(files)} training images in "
+                                f"{len(names)} classes): {fix}.")
         if self.image_size is None:
             from PIL import Image
 
@@ -131,8 +168,11 @@ class ImageFolderDataModule(ImageDataModule):
                                     for p, y in zip(ds.files, ds.labels)).encode())
         cache = self.cache_dir / f"{self.root.name}-{split}-{h}x{w}-{self.mode}-{key.hexdigest()[:12]}.pt"
         if cache.is_file():
-            images, labels = torch.load(cache, weights_only=True)
-            return TensorImages(images, labels)
+            try:
+                images, labels = torch.load(cache, weights_only=True)
+                return TensorImages(images, labels)
+            except Exception as e:  # noqa: BLE001 - a cut copy or another version's file: decode again
+                log.warning("%s cannot be read (%s): decoding the images again", cache, str(e).splitlines()[0][:80])
         from rich.progress import track
 
         images = torch.empty((len(ds), 3 if self.mode == "RGB" else 1, h, w), dtype=torch.uint8)

@@ -103,6 +103,21 @@ def save_tokenizer(tok, path: Path) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
+def cached_tokenizer(path: Path):
+    """The tokenizer cached at path, or None when there is none or it cannot be read (a cut copy, another version's
+    file): a damaged one is removed, to be learnt again."""
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        return None
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises its own Exception
+        log.warning("%s cannot be read (%s): learning the tokenizer again", path, str(e).splitlines()[0][:80])
+        path.unlink(missing_ok=True)
+        return None
+
+
 def tokenizer_from_str(s: str):
     """Tokenizer.from_str, cached: predict.py rebuilds the tokenizer from the checkpoint for every input."""
     from tokenizers import Tokenizer
@@ -338,3 +353,11 @@ class BucketedLoaders:
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         """The tensors to the device; the texts stay lists of strings."""
         return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def input_text(raw: str) -> str:
+    """A text given to predict: stripped, and refused when there is nothing to read."""
+    text = str(raw).strip()
+    if not text:
+        raise UserError("the input is empty: give a sentence, e.g. input='a gorgeous, witty film'.")
+    return text

@@ -24,6 +24,8 @@ from src.data.text.base import (
     _normalizer,
     _pad,
     cache_key,
+    cached_tokenizer,
+    input_text,
     save_tokenizer,
     tokenizer_from_str,
     train_bpe,
@@ -113,8 +115,9 @@ class TextClassificationDataModule(TextSplits, BucketedLoaders, DataModule):
 
     def check_splits(self, splits) -> None:
         if len(self.class_names) < 2:
-            raise UserError(f"{type(self).__name__}: the data has {len(self.class_names)} label(s); a "
-                            f"classifier needs two or more.")
+            where = f"data.path={self.path}" if getattr(self, "path", None) else type(self).__name__
+            raise UserError(f"{where}: the data has {len(self.class_names)} class(es) {self.class_names[:3]}; a "
+                            f"classifier needs two or more (is data.label_column the label?).")
 
     # tokenizer --------------------------------------------------------------------------------------
     def _tokenizer_path(self) -> tuple[Path, list[str]]:
@@ -143,7 +146,7 @@ class TextClassificationDataModule(TextSplits, BucketedLoaders, DataModule):
         if self._given:
             return
         path, texts = self._tokenizer_path()
-        if path.is_file() or self._uncached is not None:
+        if self._uncached is not None or cached_tokenizer(path) is not None:
             return
         tok = self._learn(texts)
         if not save_tokenizer(tok, path):
@@ -162,9 +165,10 @@ class TextClassificationDataModule(TextSplits, BucketedLoaders, DataModule):
                                 f"{self.class_names}: evaluate it on the data it was trained for.")
         else:
             path, _ = self._tokenizer_path()
-            if not path.is_file() and self._uncached is None:
+            self.tok = self._uncached or cached_tokenizer(path)
+            if self.tok is None:
                 self.prepare_data()
-            self.tok = self._uncached or Tokenizer.from_file(str(path))
+                self.tok = self._uncached or Tokenizer.from_file(str(path))
         grams = self._ngrams(self.info_ngrams())
         for split in SPLITS:
             pairs = splits[split]
@@ -196,7 +200,7 @@ class TextClassificationDataModule(TextSplits, BucketedLoaders, DataModule):
     @classmethod
     def read_input(cls, raw: str, info: dict) -> dict:
         """One text -> {"ids", "text"[, "ngrams"]}, with the checkpoint's tokenizer, max_len and n-grams."""
-        text = raw.strip()
+        text = input_text(raw)
         encoding = tokenizer_from_str(info["tokenizer"]).encode(text, add_special_tokens=False)
         return _example(encoding, text, info.get("max_len", 0), cls._ngrams(info)) | {"text": raw}
 

@@ -267,8 +267,32 @@ class TextCSVDataModule(TextClassificationDataModule):
         self.class_names = names
         return {y: values.index(value(y)) for y in raw}
 
+    def check_rows(self, rows: dict[str, list[tuple[str, str]]]) -> None:
+        """Refuse what a classifier cannot mean: a label column of measurements (non-integer numbers) or of
+        nearly one value per text, a text column of bare numbers (an id), a label that training never sees."""
+        train = rows["train"]
+        labels = {y for _, y in train}
+        fractional = sorted(y for y in labels if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?", y))
+        if fractional:
+            raise UserError(f"data.path={self.path}: data.label_column={self.label_column!r} holds numbers such as "
+                            f"{fractional[0]!r}, not class labels: a classifier needs labels such as pos/neg or 0/1 "
+                            f"(is it the label column?).")
+        if len(labels) > 20 and len(labels) > len(train) / 2:
+            raise UserError(f"data.path={self.path}: data.label_column={self.label_column!r} has {len(labels)} "
+                            f"different labels for {len(train)} rows (e.g. {sorted(labels)[:3]}): too many for a "
+                            f"classifier to learn; is it the label column?")
+        if all(re.fullmatch(r"[+-]?\d+", t) for t, _ in train[:1000]):
+            raise UserError(f"data.path={self.path}: data.text_column={self.text_column!r} holds only numbers (an "
+                            f"id?), not texts: set data.text_column=<its index or name>.")
+        for split in ("val", "test"):
+            unseen = sorted({y for _, y in rows.get(split, [])} - labels)
+            if unseen:
+                raise UserError(f"data.{split}_path={getattr(self, split + '_path')} has label(s) {unseen[:5]} that "
+                                f"data.path={self.path} never has: a class must occur in training.")
+
     def read_splits(self):
         rows = self.read_rows()
+        self.check_rows(rows)
         index = self._classes({y for split in rows.values() for _, y in split})
         rows = {split: [(t, index[y]) for t, y in r] for split, r in rows.items()}
         given = [s for s in ("test", "val") if s in rows]

@@ -19,7 +19,9 @@ from src.data.text.base import (
     TextSplits,
     _pad,
     cache_key,
+    cached_tokenizer,
     encode,
+    input_text,
     save_tokenizer,
     tokenizer_from_str,
     train_bpe,
@@ -90,7 +92,7 @@ class TranslationDataModule(TextSplits, BucketedLoaders, DataModule):
             self.splits()  # the files only
             return
         for side, (path, texts) in self._tokenizer_plan().items():
-            if path.is_file() or side in self._uncached:
+            if side in self._uncached or cached_tokenizer(path) is not None:
                 continue
             tok = train_bpe(texts, self.vocab_size, self.min_frequency)
             if not save_tokenizer(tok, path):
@@ -105,7 +107,8 @@ class TranslationDataModule(TextSplits, BucketedLoaders, DataModule):
             self.src_tok, self.tgt_tok = self._given
         else:
             plan = self._tokenizer_plan()
-            if not all(path.is_file() or side in self._uncached for side, (path, _) in plan.items()):
+            if not all(side in self._uncached or cached_tokenizer(path) is not None
+                       for side, (path, _) in plan.items()):
                 self.prepare_data()
             toks = {side: self._uncached.get(side) or Tokenizer.from_file(str(path))
                     for side, (path, _) in plan.items()}
@@ -141,7 +144,7 @@ class TranslationDataModule(TextSplits, BucketedLoaders, DataModule):
     def read_input(raw: str, info: dict) -> dict:
         """One source sentence -> {"src": ids ending with EOS, "src_text": raw}, with the checkpoint's tokenizer."""
         tok = tokenizer_from_str(info["src_tokenizer"])
-        return {"src": encode(tok, raw.strip()) + [info["eos_id"]], "src_text": raw}
+        return {"src": encode(tok, input_text(raw)) + [info["eos_id"]], "src_text": raw}
 
     @staticmethod
     def collate_inputs(samples: list[dict], info: dict) -> dict:

@@ -1,0 +1,225 @@
+"""Bad input, as a table: each case is a command as a user would type it (run in this process: tests.helpers.cli),
+the exit status it must end with, and the words its one-line answer must hold. No answer may be a traceback, and
+a user's mistake always ends with status 2. Cases that need a run to set up (a full disk, two runs at once, a
+resume) follow the table."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.helpers import QUICK, ROOT, cli, train_here
+
+# -- what the cases read: bad files of every kind, and two real checkpoints --------------------------------------
+
+
+class NotAllowed:  # a class a checkpoint must not make us import and run
+    pass
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    """A folder of bad inputs, and checkpoints of two tasks trained here (image on digits, sentiment on a CSV)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("bad")
+    files = root / "files"
+    files.mkdir()
+    (files / "empty.ckpt").write_bytes(b"")
+    (files / "text.ckpt").write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(2)}, files / "not_ours.ckpt")
+    (files / "pickled.ckpt").write_bytes(pickle.dumps({"gradlab": {"task": "x"}, "payload": NotAllowed()}))
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(files / "good.png")
+    (files / "not_an_image.png").write_text("hello")
+    (files / "empty.png").write_bytes(b"")
+    (files / "empty.wav").write_bytes(b"")
+    (files / "list.txt").write_text("good.png\nnot_an_image.png\nmissing.png\ngood.png\n")
+    (files / "empty_list.txt").write_text("\n\n")
+    (files / "folder").mkdir()
+    # text data
+    rows = [("a gorgeous witty film", "pos"), ("a dull mess", "neg")] * 30
+    (files / "reviews.csv").write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    (files / "empty.csv").write_text("")
+    (files / "header_only.csv").write_text("text,label\n")
+    (files / "one_class.csv").write_text("text,label\n" + "".join(f"film {i},pos\n" for i in range(40)))
+    (files / "no_tab.tsv").write_text("".join(f"one {i}\n" for i in range(40)))
+    (files / "src.txt").write_text("".join(f"one {i}\n" for i in range(40)))
+    (files / "tgt.txt").write_text("".join(f"eins {i}\n" for i in range(39)))
+    # image and audio folders
+    (files / "no_train").mkdir()
+    (files / "train_without_images" / "train" / "cat").mkdir(parents=True)
+    (files / "not_an_archive.tar.gz").write_text("hello")
+    (files / "cut.tar.gz").write_bytes(gzip.compress(b"x" * 100000)[:500])
+    (files / "no_wavs" / "yes").mkdir(parents=True)
+    for name, classes in {"hidden": {"cat": 6, "dog": 6, "bird": 0, ".ipynb_checkpoints": 0},
+                          "one_class": {"cat": 6}, "tiny": {"cat": 3, "dog": 3}}.items():
+        for c, n in classes.items():
+            (files / name / "train" / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(files / name / "train" / c / f"{i}.png")
+    for c in ("cat", "dog"):
+        (files / "unknown_val" / "train" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(files / "unknown_val" / "train" / c / f"{i}.png")
+    (files / "unknown_val" / "val" / "cow").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(files / "unknown_val" / "val" / "cow" / "0.png")
+    import numpy as np
+    import soundfile as sf
+
+    for c in ("yes", "no"):
+        (files / "zero_length" / c).mkdir(parents=True)
+        for i in range(4):
+            sf.write(files / "zero_length" / c / f"{i}.wav", np.full(1600, 0.1 * (i + 1), "float32"), 16000)
+    sf.write(files / "zero_length" / "no" / "empty.wav", np.zeros(0, "float32"), 16000)
+    (files / "floats.csv").write_text("text,label\n" + "".join(f"film {i},{i / 7:.3f}\n" for i in range(60)))
+    (files / "many.csv").write_text("text,label\n" + "".join(f"film {i},user{i}\n" for i in range(60)))
+    (files / "ids.csv").write_text("".join(f"{i},a fine film {i},{i % 2}\n" for i in range(60)))
+    (files / "val_unseen.csv").write_text("text,label\nnew film,pos\nodd film,meh\n")
+    # checkpoints of real runs
+    image = root / "image"
+    train_here(image, "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2")
+    ckpt = image / "checkpoints" / "last.ckpt"
+    data = ckpt.read_bytes()
+    (files / "cut.ckpt").write_bytes(data[:len(data) // 2])
+    text = root / "text"
+    train_here(text, "task=sentiment", "data=text_csv", f"data.path={files / 'reviews.csv'}", "model.hidden=16",
+               "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}")
+    return {"files": files, "tmp": root, "img": ckpt, "csv": text / "checkpoints" / "last.ckpt",
+            "cache": root / "cache"}
+
+
+# -- the table ----------------------------------------------------------------------------------------------------
+# (script, arguments, exit status, words the answer must hold); {files}, {tmp}, {img}, {csv}, {cache} are filled in
+CASES = [
+    # the command line: keys, groups, options, values
+    ("train.py", "trainer.max_epoch=3", 2, ["trainer.max_epoch", "did you mean trainer.max_epochs?"]),
+    ("train.py", "trainr.max_epochs=3", 2, ["'trainr'", "did you mean trainer?"]),
+    ("train.py", "modle=cnn", 2, ["'modle'", "did you mean model?"]),
+    ("train.py", "model=bilsm", 2, ["no model config 'bilsm'", "did you mean bilstm?", "cnn, crnn"]),
+    ("train.py", "task=speech model.hiden=3", 2, ["model has no key 'hiden'"]),
+    ("train.py", "task=sentiment model.hiden=3", 2, ["did you mean model.hidden?"]),
+    ("train.py", "optimizer.lr=[1,", 2, ["optimizer.lr=[1,", "Quote"]),
+    ("train.py", "+trainer.max_epochs=3", 2, ["already at 'trainer.max_epochs'", "remove + prefix"]),
+    ("train.py", "~trainer.nothing", 2, ["'trainer.nothing' does not exist"]),
+    ("train.py", "task=rl", 2, ["no task config 'rl'", "image, sentiment, speech, translation"]),
+    ("train.py", "experiment=nope", 2, ["no experiment config 'nope'", "multi30k_gru"]),
+    ("train.py", "scheduler=cosin", 2, ["did you mean cosine?"]),
+    ("train.py", "trainer.max_epochs=ten", 2, ["trainer.max_epochs should be an integer"]),
+    ("train.py", "optimizer.lr=fast", 2, ["optimizer.lr should be a number"]),
+    ("train.py", "model.widths=32", 2, ["model.widths should be a list"]),
+    ("train.py", "trainer.precision=15", 2, ["trainer.precision=15 is not a precision"]),
+    ("train.py", "seed=abc", 2, ["seed=abc", "should be an integer"]),
+    ("train.py", "trainer.max_epochs=0", 2, ["trainer.max_epochs=0 trains nothing"]),
+    ("train.py", "trainer.max_steps=0", 2, ["trainer.max_steps=0 trains nothing"]),
+    ("train.py", "logger=wandb", 2, ["needs the 'wandb' package", "logger=csv"]),
+    # another task's recipe, search, model or data
+    ("train.py", "experiment=multi30k_gru task=image", 2, ["recipe of task=translation", "task=image was given"]),
+    ("train.py", "task=image hparams_search=sentiment_optuna", 2, ["recipe of task=sentiment", "image_optuna"]),
+    ("train.py", "task=speech model=bilstm", 2, ["model of task=sentiment", "speech_resnet, crnn"]),
+    ("train.py", "task=translation model=cnn", 2, ["model of task=image", "seq2seq_gru, seq2seq_lstm"]),
+    ("train.py", "data=sst2", 2, ["data set of task=sentiment", "digits, mnist"]),
+    ("train.py", "task=sentiment data=numbers", 2, ["data set of task=translation", "sst2, imdb, text_csv"]),
+    # checkpoints
+    ("train.py", "ckpt_path={files}/missing.ckpt", 2, ["ckpt_path=", "no such file"]),
+    ("train.py", "ckpt_path=last paths.log_dir={tmp}/nothing", 2, ["ckpt_path=last found no checkpoints/last.ckpt"]),
+    ("train.py", "task=translation ckpt_path={img} hydra.run.dir={tmp}/t1", 2,
+     ["checkpoint of task=image", "task=translation"]),
+    ("eval.py", "", 2, ["ckpt_path is required"]),
+    ("eval.py", "ckpt_path={files}/empty.ckpt hydra.run.dir={tmp}/e1", 2, ["empty.ckpt is not a readable checkpoint"]),
+    ("eval.py", "ckpt_path={files}/cut.ckpt hydra.run.dir={tmp}/e2", 2, ["cut.ckpt is not a readable checkpoint"]),
+    ("eval.py", "ckpt_path={files}/text.ckpt hydra.run.dir={tmp}/e3", 2, ["text.ckpt is not a readable checkpoint"]),
+    ("eval.py", "ckpt_path={files}/not_ours.ckpt hydra.run.dir={tmp}/e4", 2, ["was not written by gradlab"]),
+    ("eval.py", "ckpt_path={files}/pickled.ckpt hydra.run.dir={tmp}/e5", 2, ["pickled.ckpt is not a readable"]),
+    ("eval.py", "ckpt_path={files}/folder hydra.run.dir={tmp}/e6", 2, ["no such file"]),
+    ("eval.py", "ckpt_path={img} split=train hydra.run.dir={tmp}/e7", 2, ["split=train", "test or val"]),
+    ("eval.py", "ckpt_path={img} data.nope=1 hydra.run.dir={tmp}/e8", 2, ["data.nope=1", "has no key 'nope'"]),
+    ("eval.py", "ckpt_path={csv} data.path={files}/missing.csv hydra.run.dir={tmp}/e9", 2,
+     ["missing.csv", "no such"]),
+    ("eval.py", "ckpt_path={img} trainer.max_epoch=1", 2, ["did you mean trainer.max_epochs?"]),
+    ("predict.py", "input=x", 2, ["ckpt_path is required"]),
+    ("predict.py", "ckpt_path={files}/empty.ckpt input=x", 2, ["empty.ckpt is not a readable checkpoint"]),
+    # predict inputs
+    ("predict.py", "ckpt_path={img}", 2, ["give exactly one of input=", "inputs="]),
+    ("predict.py", "ckpt_path={img} input=a inputs=b", 2, ["give exactly one of input="]),
+    ("predict.py", "ckpt_path={img} inputs={files}/missing.txt", 2, ["inputs=", "no such file"]),
+    ("predict.py", "ckpt_path={img} inputs={files}/empty_list.txt", 2, ["empty_list.txt", "no inputs"]),
+    ("predict.py", "ckpt_path={img} input={files}/missing.png", 2, ["missing.png: no such file"]),
+    ("predict.py", "ckpt_path={img} input={files}/not_an_image.png", 2, ["not_an_image.png: not an image"]),
+    ("predict.py", "ckpt_path={img} input={files}/empty.png", 2, ["empty.png: not an image"]),
+    ("predict.py", "ckpt_path={img} input={files}/folder", 2, ["folder", "not an image"]),
+    ("predict.py", "ckpt_path={img} inputs={files}/list.txt", 2, ["2 of 4 inputs", "could not be read"]),
+    ("predict.py", "ckpt_path={csv} input=", 2, ["the input is empty"]),
+    ("predict.py", "ckpt_path={img} top_k=0 input={files}/good.png", 2, ["top_k=0 should be 1 or more"]),
+    ("predict.py", "ckpt_path={img} batch_size=0 input={files}/good.png", 2, ["batch_size=0 should be 1 or more"]),
+    ("predict.py", "ckpt_path={csv} inputs={files}/good.png", 2, ["good.png is not a text file"]),
+    ("predict.py", "ckpt_path={csv} input=___", 2, ["the input is empty"]),
+    # values out of their range
+    ("train.py", "optimizer.lr=-1", 2, ["optimizer.lr=-1 should be a positive learning rate"]),
+    ("train.py", "optimizer.weight_decay=-0.1", 2, ["optimizer.weight_decay=-0.1 should be 0 or more"]),
+    ("train.py", "seed=-5", 2, ["seed=-5 should be an integer from 0"]),
+    ("train.py", "trainer.accumulate_grad_batches=0", 2, ["trainer.accumulate_grad_batches=0 should be 1 or more"]),
+    ("train.py", "data.batch_size=0", 2, ["data.batch_size=0 should be 1 or more"]),
+    ("train.py", "task=sentiment data=text_csv data.path={files}/reviews.csv data.num_workers=-1", 2,
+     ["data.num_workers=-1 should be 0 or more"]),
+    ("train.py", "data.val_fraction=0.6 data.test_fraction=0.5", 2, ["leaves nothing to train on"]),
+    # data of each format (prepare.py reads and checks a data set, as a run would before training)
+    ("prepare.py", "data=fashion_mnist data.data_dir={files}/folder data.download=false", 2, ["FashionMNIST"]),
+    ("prepare.py", "data=image_folder data.path={files}/missing", 2, ["data.path=", "no such folder or file"]),
+    ("prepare.py", "data=image_folder data.path={files}/no_train", 2, ["has no train/ folder"]),
+    ("prepare.py", "data=image_folder data.path={files}/train_without_images", 2, ["holds no images"]),
+    ("prepare.py", "data=image_folder data.path={files}/not_an_archive.tar.gz", 2, ["neither a folder nor a tar"]),
+    ("prepare.py", "data=image_folder data.path={files}/cut.tar.gz data.data_dir={tmp}/x", 2, ["cut.tar.gz"]),
+    ("prepare.py", "data=image_folder data.path={files}/hidden", 2, ["bird holds no images"]),
+    ("prepare.py", "data=image_folder data.path={files}/unknown_val", 2, ["['cow'] that train/ lacks"]),
+    ("prepare.py", "data=image_folder data.path={files}/one_class", 2, ["one class folder (cat)"]),
+    ("prepare.py", "data=image_folder data.path={files}/tiny", 2, ["split is empty", "data.test_fraction"]),
+    ("prepare.py", "data=image_folder data.path={files}/tiny data.test_fraction=1.5", 2,
+     ["data.test_fraction=1.5 should be from 0 to below 1"]),
+    ("prepare.py", "task=speech data=audio_folder data.path={files}/missing", 2, ["missing"]),
+    ("prepare.py", "task=speech data=audio_folder data.path={files}/zero_length", 2, ["empty.wav: holds no samples"]),
+    ("prepare.py", "task=speech data=audio_folder data.path={files}/no_wavs", 2, ["no_wavs"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/missing.csv", 2, ["missing.csv"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/empty.csv", 2, ["empty.csv"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/header_only.csv", 2, ["header_only.csv"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/one_class.csv", 2, ["one_class.csv", "1 class"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/floats.csv", 2, ["holds numbers such as"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/many.csv", 2, ["60 different labels for"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/ids.csv", 2, ["holds only numbers (an id?)"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/reviews.csv data.val_path={files}/val_unseen.csv",
+     2, ["['meh'] that data.path=", "never has"]),
+    ("prepare.py", "task=sentiment data=text_csv data.path={files}/reviews.csv data.text_column=label "
+     "data.label_column=label", 2, ["must differ"]),
+    ("prepare.py", "task=translation data=parallel_text data.path={files}/missing.tsv", 2, ["missing.tsv"]),
+    ("prepare.py", "task=translation data=parallel_text data.path={files}/no_tab.tsv", 2, ["no_tab.tsv"]),
+    ("prepare.py", "task=translation data=parallel_text data.path=null data.src_path={files}/src.txt "
+     "data.tgt_path={files}/tgt.txt", 2, ["40", "39"]),
+    ("prepare.py", "task=sentiment data=sst2 data.data_dir={files}/folder data.download=false", 2, ["SST-2"]),
+]
+
+
+def _fill(text: str, bad: dict) -> list[str]:
+    """The arguments as the shell hands them over (___ stands for three spaces: an input of blanks)."""
+    return [a.format(**bad).replace("___", "   ") for a in text.split()] if text else []
+
+
+@pytest.mark.parametrize("script,args,status,words", CASES, ids=[f"{s}:{a}"[:60] for s, a, _, _ in CASES])
+def test_bad_input_gets_one_line_and_status_2(bad, script, args, status, words):
+    code, out, err = cli(script, *_fill(args, bad), *(QUICK if script == "train.py" else []))
+    said = (err + out).strip()
+    assert code == status, said
+    assert "Traceback" not in said, said
+    for word in words:
+        assert word.format(**bad) in said, said
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: "), said
+
+
+def test_the_table_is_at_least_60_cases():
+    assert len(CASES) >= 60
