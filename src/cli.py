@@ -5,7 +5,6 @@ Nothing here imports torch; src.pipeline (torch, Lightning) is imported only onc
 from __future__ import annotations
 
 import difflib
-import errno
 import logging
 import os
 import re
@@ -29,12 +28,13 @@ def run(cfg: DictConfig, config_name: str, action: str):
         from src import pipeline
 
         return getattr(pipeline, action)(cfg)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        from src.errors import DiskFull
+    except (OSError, RuntimeError) as e:
+        from src.errors import DiskFull, out_of_space
 
-        full = DiskFull(Path(e.filename or cfg.get("paths", {}).get("output_dir") or "."), e)  # a log, a plot
+        cause = out_of_space(e)
+        if cause is None:
+            raise
+        full = DiskFull(Path(cause.filename or cfg.get("paths", {}).get("output_dir") or "."), cause)  # a log
         print(f"{full.prefix}{full}", file=sys.stderr, flush=True)
         sys.exit(full.exit_code)
     except UserError as e:

@@ -24,6 +24,18 @@ class Stopped(UserError):
     prefix = ""
 
 
+def out_of_space(error: BaseException | None) -> OSError | None:
+    """The "no space left" (or quota) error behind an exception, if one is: torch's writer, failing on a full disk,
+    raises its own error while the OSError is being handled."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class DiskFull(UserError):
     """No space (or quota) left for a file the app writes. What was there before is whole: the file was being
     written under a temporary name."""

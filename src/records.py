@@ -3,7 +3,6 @@ metrics.json (its final numbers), and the tables it logs (metrics, samples), all
 land in the run's log file too."""
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -13,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from src.errors import DiskFull
+from src.errors import DiskFull, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ def write_json(path: Path, data: dict) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        if out_of_space(e):
             raise DiskFull(path, e) from None
         raise
 

@@ -223,3 +223,110 @@ def test_bad_input_gets_one_line_and_status_2(bad, script, args, status, words):
 
 def test_the_table_is_at_least_60_cases():
     assert len(CASES) >= 60
+
+
+# -- cases that need a run to set up ------------------------------------------------------------------------------
+def test_a_recipe_or_search_of_another_task_creates_nothing(tmp_path):
+    code, _, err = cli("train.py", "experiment=multi30k_gru", "task=image", f"hydra.run.dir={tmp_path / 'run'}",
+                       f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert code == 2 and "recipe of task=translation" in err
+    code, _, err = cli("train.py", "task=image", "hparams_search=sentiment_optuna",
+                       f"paths.sweep_dir={tmp_path / 'sw'}")
+    assert code == 2 and "recipe of task=sentiment" in err
+    assert list(tmp_path.iterdir()) == []  # no run directory, no data, no study with a trial left RUNNING
+
+
+def test_eval_reads_data_that_moved_with_data_path(bad, tmp_path):
+    moved = tmp_path / "elsewhere" / "reviews.csv"
+    moved.parent.mkdir()
+    moved.write_bytes((bad["files"] / "reviews.csv").read_bytes())
+    code, out, err = cli("eval.py", f"ckpt_path={bad['csv']}", f"data.path={moved}", f"hydra.run.dir={tmp_path / 'e'}",
+                         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false")
+    assert code == 0, err
+    assert "test/acc" in json.loads((tmp_path / "e" / "metrics.json").read_text())
+    code, _, err = cli("eval.py", f"ckpt_path={bad['csv']}", f"data.nope={moved}", f"hydra.run.dir={tmp_path / 'f'}")
+    assert code == 2 and "has no key 'nope'" in err and "path, " in err  # the keys it has are listed
+
+
+def test_one_cycle_runs_of_a_few_steps_train(tmp_path):
+    """pct_start x total_steps = 1 (4 steps at the default 0.25) made torch's OneCycleLR divide by zero."""
+    for steps in (1, 2, 4):
+        metrics = train_here(tmp_path / str(steps), "scheduler=onecycle", "trainer.max_epochs=1",
+                             f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=2",
+                             "trainer.limit_test_batches=2")
+        assert "test/acc" in metrics
+
+
+def test_a_resume_into_its_run_directory_keeps_the_first_part_s_config_and_record(tmp_path):
+    run = tmp_path / "run"
+    assert cli("train.py", *QUICK, f"hydra.run.dir={run}", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+               "trainer.limit_val_batches=2")[0] == 0
+    first = json.loads((run / "run.json").read_text())
+    overrides = (run / ".hydra" / "overrides.yaml").read_text()
+    code, _, err = cli("train.py", *QUICK, "ckpt_path=last", f"hydra.run.dir={run}", "trainer.max_epochs=2",
+                       "trainer.limit_train_batches=3", "trainer.limit_val_batches=2")
+    assert code == 0, err
+    assert (run / ".hydra" / "overrides.yaml").read_text() == overrides  # the run's own config is kept
+    (resumed,) = (run / ".hydra").glob("resume-*/overrides.yaml")
+    assert "trainer.max_epochs=2" in resumed.read_text()
+    record = json.loads((run / "run.json").read_text())
+    assert record["history"] == [first]  # the first part: its command, start, epochs
+    assert record["resumed_from"] == str(run / "checkpoints" / "last.ckpt") and record["epochs"] == 2
+
+
+def test_a_new_run_in_a_directory_that_holds_one_is_refused(bad, tmp_path):
+    run = bad["img"].parent.parent
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    code, _, err = cli("train.py", *QUICK, f"hydra.run.dir={run}")
+    assert code == 2 and "already holds a run" in err and "ckpt_path=last" in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".lock"} == {
+        p: t for p, t in before.items() if p.name != ".lock"}
+
+
+@pytest.mark.slow
+def test_a_second_run_in_the_same_directory_stops_at_once_naming_the_first(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "train.py", *QUICK, f"hydra.run.dir={run}", "trainer.max_epochs=3"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "run.json").is_file() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, first.stdout.read()
+        code, _, err = cli("train.py", *QUICK, f"hydra.run.dir={run}", "trainer.max_epochs=1")
+        assert code == 2 and f"pid {first.pid}" in err and "in use by another run" in err, err
+    finally:
+        out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    assert "trainer.max_epochs=3" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert json.loads((run / "run.json").read_text())["epochs"] == 3
+    assert "test/acc" in json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MiB file system of its own (tmpfs), so that a run can fill it; skipped where mounting is not allowed."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_save_says_so_and_keeps_the_last_checkpoint(small_disk):
+    run = small_disk / "run"
+    args = [*QUICK, f"hydra.run.dir={run}", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+    assert cli("train.py", *args, "trainer.max_epochs=1")[0] == 0
+    last = run / "checkpoints" / "last.ckpt"
+    saved = last.read_bytes()
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * (free - len(saved) // 2))  # room for half a checkpoint
+    code, _, err = cli("train.py", *args, "trainer.max_epochs=3", "ckpt_path=last")
+    assert code == 2 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: no space left on the device writing ") and "Free some space" in line, line
+    assert last.read_bytes() == saved  # the checkpoint of the first part is whole and unchanged
+    assert not list(run.glob("checkpoints/*.part"))

@@ -3,7 +3,6 @@ message for data that is missing and cannot be fetched."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import gzip
 import hashlib
@@ -18,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from src.errors import DiskFull, UserError
+from src.errors import DiskFull, UserError, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,10 @@ def save_atomically(obj, path: Path) -> None:
         with open(tmp, "wb") as f:  # through a Python file, a full disk is an OSError saying so, not torch's
             torch.save(obj, f)      # "unexpected pos" from its own writer
         os.replace(tmp, path)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(path, e) from None
+    except Exception as e:
+        full = out_of_space(e)
+        if full:
+            raise DiskFull(path, full) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
