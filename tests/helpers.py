@@ -162,15 +162,15 @@ class KillDuringSave(Callback):
 
         real_save, count = torch.save, [0]
 
-        def save(obj, f, *args, **kwargs):
-            if not isinstance(f, io.IOBase) and str(f).count(".ckpt"):
+        def save(obj, f, *args, **kwargs):  # f: a path, or the file the checkpoint is written through
+            if str(getattr(f, "name", f)).count(".ckpt"):
                 count[0] += 1
                 if count[0] == self.nth:
                     buffer = io.BytesIO()
                     real_save(obj, buffer, *args, **kwargs)
-                    with open(f, "wb") as out:
-                        out.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
-                        out.flush()
+                    out = f if hasattr(f, "write") else open(f, "wb")
+                    out.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+                    out.flush()
                     os.kill(os.getpid(), signal.SIGKILL)
             return real_save(obj, f, *args, **kwargs)
 

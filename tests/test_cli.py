@@ -1,12 +1,19 @@
 """The command line as users meet it: help, and one clear line for each kind of mistake."""
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from src import pipeline
-from tests.helpers import QUICK, ROOT, run_script
+from tests.helpers import QUICK, ROOT, cli
+
+
+def _run(script, *args, check=False):
+    """The command in this process (tests.helpers.cli), as a finished process."""
+    code, out, err = cli(script, *args)
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 def _fails(proc, *needles):
@@ -37,32 +44,13 @@ def test_no_torch_before_a_run_starts():
     assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
 
 
-def test_unknown_option_lists_the_available_ones():
-    _fails(run_script("train.py", "model=cnnn", check=False), "Could not find 'model/cnnn'", "resnet")
-
-
-def test_unknown_key_is_named():
-    _fails(run_script("train.py", "trainer.max_epoch=3", check=False), "trainer.max_epoch")
-
-
-@pytest.mark.parametrize("override,needle", [
-    ("trainer.max_epochs=ten", "trainer.max_epochs should be an integer"),
-    ("optimizer.lr=fast", "optimizer.lr should be a number"),
-    ("model.widths=32", "model.widths should be a list"),
-    ("trainer.precision=15", "trainer.precision=15 is not a precision"),
-    ("seed=abc", "seed should be an integer"),
-])
-def test_wrong_types_are_refused_at_once(override, needle):
-    _fails(run_script("train.py", override, check=False), needle)
-
-
 def test_missing_ckpt_path(tmp_path):
-    _fails(run_script("eval.py", check=False), "ckpt_path")
-    _fails(run_script("train.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", check=False), "no such file")
+    _fails(_run("eval.py", check=False), "ckpt_path")
+    _fails(_run("train.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", check=False), "no such file")
 
 
 def test_data_dir_without_the_files(tmp_path):
-    err = _fails(run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path / 'run'}", "data=fashion_mnist",
+    err = _fails(_run("train.py", *QUICK, f"hydra.run.dir={tmp_path / 'run'}", "data=fashion_mnist",
                             f"data.data_dir={tmp_path}", "data.download=false", check=False),
                  "train-images-idx3-ubyte.gz", "data.data_dir")
     assert len(err.strip().splitlines()) <= 3
@@ -72,7 +60,7 @@ def test_checkpoint_of_another_task_is_refused(tmp_path):
     fake = tmp_path / "other.ckpt"
     torch.save({"gradlab": {"task": "src.tasks.translation.Translation"}, "hyper_parameters": {},
                 "state_dict": {}}, fake)
-    _fails(run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path / 'run'}", f"ckpt_path={fake}", check=False),
+    _fails(_run("train.py", *QUICK, f"hydra.run.dir={tmp_path / 'run'}", f"ckpt_path={fake}", check=False),
            "task=translation", "task=image")
 
 
@@ -85,9 +73,9 @@ def test_a_corrupt_or_empty_checkpoint_is_refused_in_one_line(tmp_path):
     bad, empty = tmp_path / "bad.ckpt", tmp_path / "empty.ckpt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     empty.write_bytes(b"")
-    _fails(run_script("eval.py", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'run'}", check=False),
+    _fails(_run("eval.py", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'run'}", check=False),
            "not a readable checkpoint")
-    err = _fails(run_script("predict.py", f"ckpt_path={empty}", "input=x.png", check=False),
+    err = _fails(_run("predict.py", f"ckpt_path={empty}", "input=x.png", check=False),
                  f"ckpt_path={empty} is not a readable checkpoint")
     assert len(err.strip().splitlines()) == 1
     for path in (bad, empty):
@@ -101,14 +89,14 @@ def test_missing_logger_package_is_one_line(tmp_path):
         pytest.skip("mlflow is installed here")
     except ImportError:
         pass
-    err = _fails(run_script("train.py", "logger=mlflow", check=False), "pip install mlflow")
+    err = _fails(_run("train.py", "logger=mlflow", check=False), "pip install mlflow")
     assert len(err.strip().splitlines()) == 1
 
 
 def test_accelerator_that_is_not_there(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is here")
-    _fails(run_script("train.py", "trainer=gpu", "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}",
+    _fails(_run("train.py", "trainer=gpu", "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}",
                       check=False), "trainer:")
 
 

@@ -33,4 +33,5 @@ def test_prepare_names_what_is_missing_or_mistyped(tmp_path):
     missing = prepare("task=sentiment", f"data.data_dir={tmp_path}", "data.download=false")
     assert missing.returncode == 2 and "lacks train.tsv, dev.tsv" in missing.stderr
     typo = prepare("data=sst3")
-    assert typo.returncode == 2 and "Could not find 'data/sst3'" in typo.stderr and "Traceback" not in typo.stderr
+    assert typo.returncode == 2 and "no data config 'sst3'; did you mean sst2?" in typo.stderr
+    assert "Traceback" not in typo.stderr

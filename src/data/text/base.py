@@ -102,7 +102,6 @@ def save_tokenizer(tok, path: Path) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=8)
 def cached_tokenizer(path: Path):
     """The tokenizer cached at path, or None when there is none or it cannot be read (a cut copy, another version's
     file): a damaged one is removed, to be learnt again."""
@@ -118,6 +117,7 @@ def cached_tokenizer(path: Path):
         return None
 
 
+@functools.lru_cache(maxsize=8)
 def tokenizer_from_str(s: str):
     """Tokenizer.from_str, cached: predict.py rebuilds the tokenizer from the checkpoint for every input."""
     from tokenizers import Tokenizer
