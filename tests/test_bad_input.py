@@ -160,6 +160,7 @@ CASES = [
     ("predict.py", "ckpt_path={img} batch_size=0 input={files}/good.png", 2, ["batch_size=0 should be 1 or more"]),
     ("predict.py", "ckpt_path={csv} inputs={files}/good.png", 2, ["good.png is not a text file"]),
     ("predict.py", "ckpt_path={csv} input=___", 2, ["the input is empty"]),
+    ("predict.py", "ckpt_path={csv} input={files}/good.png", 2, ["good.png is a file, and this model reads text"]),
     # values out of their range
     ("train.py", "optimizer.lr=-1", 2, ["optimizer.lr=-1 should be a positive learning rate"]),
     ("train.py", "optimizer.weight_decay=-0.1", 2, ["optimizer.weight_decay=-0.1 should be 0 or more"]),
@@ -182,6 +183,7 @@ CASES = [
     ("prepare.py", "data=image_folder data.path={files}/tiny", 2, ["split is empty", "data.test_fraction"]),
     ("prepare.py", "data=image_folder data.path={files}/tiny data.test_fraction=1.5", 2,
      ["data.test_fraction=1.5 should be from 0 to below 1"]),
+    ("prepare.py", "data=image_folder data.path={files}/hidden data.image_size=0", 2, ["data.image_size=0 should be"]),
     ("prepare.py", "task=speech data=audio_folder data.path={files}/missing", 2, ["missing"]),
     ("prepare.py", "task=speech data=audio_folder data.path={files}/zero_length", 2, ["empty.wav: holds no samples"]),
     ("prepare.py", "task=speech data=audio_folder data.path={files}/no_wavs", 2, ["no_wavs"]),
@@ -223,6 +225,64 @@ def test_bad_input_gets_one_line_and_status_2(bad, script, args, status, words):
 
 def test_the_table_is_at_least_60_cases():
     assert len(CASES) >= 60
+
+
+# -- stale or damaged files the app wrote itself ------------------------------------------------------------------
+def test_a_damaged_cache_is_built_again(bad, tmp_path, caplog):
+    """A cut copy of a cached tokenizer, or of decoded images, is rebuilt with a warning, not a crash."""
+    from src.data.image.image_folder import ImageFolderDataModule
+    from src.data.text.text_csv import TextCSVDataModule
+
+    text = dict(path=str(bad["files"] / "reviews.csv"), cache_dir=str(tmp_path / "cache"), data_dir=str(tmp_path))
+    first = TextCSVDataModule(**text).info["tokenizer"]
+    (cached,) = (tmp_path / "cache" / "tokenizers").iterdir()
+    cached.write_text(cached.read_text()[:100])
+    assert TextCSVDataModule(**text).info["tokenizer"] == first and "cannot be read" in caplog.text
+    caplog.clear()
+    images = dict(path=str(bad["files"] / "hidden"), image_size=8, cache_dir=str(tmp_path / "img"), val_fraction=0.2,
+                  test_fraction=0.2)
+    bad_folder = bad["files"] / "hidden" / "train" / "bird"
+    bad_folder.rename(bad_folder.with_name(".bird"))  # (an empty class folder is refused: hidden, it is skipped)
+    try:
+        dm = ImageFolderDataModule(**images)
+        dm.setup("fit")
+        assert dm.class_names == ["cat", "dog"]
+        for cache in (tmp_path / "img").glob("*.pt"):
+            cache.write_bytes(cache.read_bytes()[:50])
+        again = ImageFolderDataModule(**images)
+        again.setup("fit")
+        assert torch.equal(again.train_set.images, dm.train_set.images) and "cannot be read" in caplog.text
+    finally:
+        bad_folder.with_name(".bird").rename(bad_folder)
+
+
+def test_a_changed_archive_is_extracted_again(tmp_path):
+    import tarfile
+
+    from PIL import Image
+
+    from src.data.image.image_folder import ImageFolderDataModule
+
+    def archive(classes):
+        src = tmp_path / "src"
+        for c in classes:
+            (src / "train" / c).mkdir(parents=True, exist_ok=True)
+            for i in range(5):
+                Image.new("RGB", (8, 8), (i * 30, 0, 0)).save(src / "train" / c / f"{i}.png")
+        with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as tar:
+            tar.add(src, arcname="pets")
+
+    options = dict(path=str(tmp_path / "pets.tar.gz"), data_dir=str(tmp_path / "data"), cache_dir=None,
+                   val_fraction=0.2, test_fraction=0.2)
+    archive(["cat", "dog"])
+    dm = ImageFolderDataModule(**options)
+    dm.setup("fit")
+    assert dm.class_names == ["cat", "dog"]
+    time.sleep(0.01)
+    archive(["cat", "dog", "fox"])  # the same file name, new contents
+    again = ImageFolderDataModule(**options)
+    again.setup("fit")
+    assert again.class_names == ["cat", "dog", "fox"]
 
 
 # -- cases that need a run to set up ------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ class ImageDataModule(InMemoryDataModule):
     def read_input(path: str, info: dict) -> torch.Tensor:
         """One image file -> uint8 (C, H, W) at the size and channels the model was trained on."""
         from PIL import Image, UnidentifiedImageError
+        from PIL.Image import DecompressionBombError
 
         from src.errors import UserError
 
@@ -114,7 +115,7 @@ class ImageDataModule(InMemoryDataModule):
             img = img.convert("L" if info["in_channels"] == 1 else "RGB")
         except FileNotFoundError:
             raise UserError(f"{path}: no such file") from None
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, DecompressionBombError, OSError) as e:
             raise UserError(f"{path}: not an image PIL can read ({e})") from None
         h, w = info["image_size"]
         if img.size != (w, h):

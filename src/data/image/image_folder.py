@@ -82,7 +82,7 @@ class ImageFiles(Dataset):
                 if img.size != (self.size[1], self.size[0]):
                     img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
                 x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-        except OSError as e:
+        except (OSError, Image.DecompressionBombError) as e:
             raise UserError(f"{self.files[i]}: cannot read this image ({e}); remove it or replace it.") from None
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
         return x.contiguous(), self.labels[i]
@@ -101,6 +101,10 @@ class ImageFolderDataModule(ImageDataModule):
         self.test_fraction, self.in_memory = test_fraction, in_memory
         self.mode = "RGB" if color == "rgb" else "L"
         self.image_size = [image_size, image_size] if isinstance(image_size, int) else image_size
+        if self.image_size is not None and not (len(self.image_size) == 2 and all(
+                isinstance(v, int) and v > 0 for v in self.image_size)):
+            raise ValueError(f"data.image_size={image_size} should be a positive integer (a square) or [height, "
+                             f"width], or null for the size of the first training image")
 
     @property
     def root(self) -> Path:

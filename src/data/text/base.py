@@ -360,4 +360,7 @@ def input_text(raw: str) -> str:
     text = str(raw).strip()
     if not text:
         raise UserError("the input is empty: give a sentence, e.g. input='a gorgeous, witty film'.")
+    if "\n" not in text and len(text) < 4096 and Path(text).is_file():
+        raise UserError(f"input={text} is a file, and this model reads text: give the sentence itself, or "
+                        f"inputs={text} to predict each of its lines.")
     return text
