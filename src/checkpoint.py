@@ -57,8 +57,10 @@ def read_checkpoint(path: str, expected_task: str | None = None) -> dict:
         raise UserError(f"ckpt_path={path}: no such file") from None
     except Exception as e:  # noqa: BLE001 - truncated zip, pickle of unknown classes, not a torch file, 0 bytes
         first = (str(e).splitlines() or [""])[0][:200]
-        raise UserError(f"ckpt_path={path} is not a readable checkpoint ({type(e).__name__}: {first}). Was it "
-                        f"truncated? Use another, e.g. the run's best-*.ckpt.") from None
+        what = "it is empty: 0 bytes" if Path(path).is_file() and Path(path).stat().st_size == 0 else (
+            f"{type(e).__name__}: {first}" if first else type(e).__name__)
+        raise UserError(f"ckpt_path={path} is not a readable checkpoint ({what}). Was it truncated? Use another, "
+                        f"e.g. the run's best-*.ckpt.") from None
     meta = ckpt.get("gradlab") if isinstance(ckpt, dict) else None
     if not meta or "hyper_parameters" not in ckpt:
         raise UserError(f"ckpt_path={path} was not written by gradlab (it has no task record).")
