@@ -260,7 +260,14 @@ def _read_inputs(cfg: DictConfig) -> list[str]:
     if not lines:
         raise UserError(f"inputs={path} lists no inputs: write one input (a path or a text) per line.")
     # relative paths in the list are relative to the list's folder, where such a file exists
-    return [str(base / x) if not Path(x).is_absolute() and (base / x).exists() else x for x in lines]
+    return [str(base / x) if not Path(x).is_absolute() and _exists(base / x) else x for x in lines]
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a line of text longer than a file name can be
+        return False
 
 
 def _to(batch, device):

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -229,6 +230,28 @@ def test_bad_input_gets_one_line_and_status_2(bad, script, args, status, words, 
 
 def test_the_table_is_at_least_60_cases():
     assert len(CASES) >= 60
+
+
+# -- predict.py inputs= ----------------------------------------------------------------------------------------------
+def test_one_unreadable_input_of_a_list_loses_none_of_the_others(bad):
+    code, out, err = cli("predict.py", f"ckpt_path={bad['img']}", f"inputs={bad['files'] / 'list.txt'}", "device=cpu")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and err.strip() == ("error: 2 of 4 inputs in inputs=" + str(bad["files"] / "list.txt") +
+                                         " could not be read: their lines above say why (\"error\"); the other 2 "
+                                         "were predicted.")
+    assert sorted(Path(x["input"]).name for x in lines if "prediction" in x) == ["good.png", "good.png"]
+    errors = {Path(x["input"]).name: x["error"] for x in lines if "error" in x}
+    assert set(errors) == {"not_an_image.png", "missing.png"} and "not an image" in errors["not_an_image.png"]
+
+
+def test_texts_of_any_length_are_read_from_an_inputs_list(bad, tmp_path):
+    """A line longer than a file name may be (255 bytes) made the check for a relative path fail with OSError."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gorgeous witty film " * 60 + "\na dull mess\n")
+    code, out, err = cli("predict.py", f"ckpt_path={bad['csv']}", f"inputs={texts}", "device=cpu")
+    assert code == 0, err
+    assert [len(json.loads(line)["input"]) for line in out.splitlines()] == [len("a gorgeous witty film " * 60) - 1,
+                                                                              len("a dull mess")]
 
 
 # -- stale or damaged files the app wrote itself ------------------------------------------------------------------

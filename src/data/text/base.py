@@ -355,12 +355,19 @@ class BucketedLoaders:
         return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a text longer than a file name can be, or holding a NUL
+        return False
+
+
 def input_text(raw: str) -> str:
     """A text given to predict: stripped, and refused when there is nothing to read."""
     text = str(raw).strip()
     if not text:
         raise UserError("the input is empty: give a sentence, e.g. input='a gorgeous, witty film'.")
-    if "\n" not in text and len(text) < 4096 and Path(text).is_file():
+    if "\n" not in text and _is_file(text):
         raise UserError(f"input={text} is a file, and this model reads text: give the sentence itself, or "
                         f"inputs={text} to predict each of its lines.")
     return text
