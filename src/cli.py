@@ -105,7 +105,7 @@ def config_message(e: Exception, config_name: str, args: list[str]) -> str:
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf import DictConfig, OmegaConf
 
-    script = {"train": "train.py", "eval": "eval.py", "predict": "predict.py"}.get(config_name, "train.py")
+    script = f"{config_name}.py"
     if isinstance(e, OverrideParseException):
         first = str(e.message).splitlines()[0]
         return (f"{e.override}: Hydra cannot read this ({first}). Quote a value holding spaces, commas, brackets or "

@@ -309,6 +309,16 @@ def predict(cfg: DictConfig) -> list[dict]:
     return results
 
 
+# -- export ------------------------------------------------------------------------------------------
+def export(cfg: DictConfig) -> Path:
+    """A checkpoint -> a folder that runs without gradlab (src/export.py)."""
+    from src import export as exporting
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return exporting.export(str(cfg.ckpt_path), cfg.format, cfg.get("out_dir"), int(cfg.opset), bool(cfg.check),
+                            float(cfg.tolerance))
+
+
 # -- prepare -----------------------------------------------------------------------------------------
 def prepare(cfg: DictConfig) -> dict:
     """Download, check and build the caches of a data set without training; returns its info."""

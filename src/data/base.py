@@ -11,6 +11,8 @@ on every process) plus four things of ours, declared here and nowhere else:
   sample, and samples -> the batch the task's `predict_batch` takes. Static: predict.py and a server call them
   with a checkpoint's `info` and no data at all.
 - `train_set`, `val_set`, `test_set`: the splits, filled by `setup()`, each a sized collection of examples.
+- `example_inputs(info)` and `input_spec(info)`, for export: samples to trace the network with, and what
+  `read_input` does, in words and numbers a user outside gradlab can follow (written to model.json).
 """
 from __future__ import annotations
 
@@ -47,6 +49,17 @@ class DataModule(L.LightningDataModule, ABC):
     def collate_inputs(samples: list, info: dict) -> Any:
         """Samples of `read_input` -> one batch for the task's `predict_batch`; stacked tensors by default."""
         return torch.stack(samples)
+
+    @staticmethod
+    def example_inputs(info: dict) -> list:
+        """Two samples as `read_input` makes them (of different lengths where lengths vary), for tracing the
+        network at export. None: this data cannot be exported."""
+        return None
+
+    @staticmethod
+    def input_spec(info: dict) -> dict:
+        """What `read_input` does to a raw input, for model.json: a user of the exported model does the same."""
+        return {}
 
     def split_sizes(self) -> dict[str, int]:
         """{split: number of examples}, after setup."""

@@ -134,6 +134,18 @@ class HasMistakes(ABC):
         call it (it gathers all ranks' mistakes)."""
 
 
+class Exportable(ABC):
+    """What export.py needs of a task: its network as a module of tensors only, from what `collate_inputs` gives to
+    what a user wants back (probabilities), with all that is tensor arithmetic inside (pixel normalisation, the
+    audio front end, softmax); what is not (reading files, tokenising) stays outside, described in model.json."""
+
+    @abstractmethod
+    def export_graph(self, batch) -> tuple[torch.nn.Module, dict[str, torch.Tensor], dict[str, dict[int, str]],
+                                           list[str]]:
+        """(module, its named example inputs taken from a `collate_inputs` batch, the dynamic axes of each input
+        ({0: "batch"}, ...), its output names). The module takes the inputs by position, in that order."""
+
+
 def require(task: L.LightningModule, capability: type, callback: object) -> None:
     """Refuse, with one line naming both, a callback given to a task that has nothing for it."""
     if not isinstance(task, capability):

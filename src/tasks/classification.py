@@ -11,7 +11,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from src.tasks.base import HasConfusion, Task
+from src.tasks.base import Exportable, HasConfusion, Task
 
 
 def _metrics(num_classes: int, auroc: bool = False) -> MetricCollection:
@@ -26,7 +26,7 @@ def _metrics(num_classes: int, auroc: bool = False) -> MetricCollection:
     return MetricCollection(metrics, compute_groups=False)
 
 
-class ClassificationTask(Task, HasConfusion):
+class ClassificationTask(Task, HasConfusion, Exportable):
     """Subclasses turn a batch into model inputs (`inputs`) and labels (`target`), and may add to
     `model_kwargs`; `auroc = True` adds {val,test}/auroc.
 
@@ -106,6 +106,10 @@ class ClassificationTask(Task, HasConfusion):
         self.eval()
         return torch.softmax(self(x).float(), dim=-1)
 
+    def export_graph(self, batch):
+        """One input tensor (images as uint8, waveforms as float32), batched on its first axis -> probabilities."""
+        return Probabilities(self), {"input": batch}, {"input": {0: "batch"}}, ["probabilities"]
+
     def predict_batch(self, x: torch.Tensor, top_k: int = 3) -> list[dict]:
         """The label and probability of each input, with the top_k alternatives."""
         probs = self.predict_proba(x).cpu()
@@ -114,3 +118,14 @@ class ClassificationTask(Task, HasConfusion):
         return [{"prediction": self.class_names[idx[0]], "probability": round(p[0], 6),
                  "top_k": [[self.class_names[j], round(q, 6)] for j, q in zip(idx, p)]}
                 for p, idx in zip(top_p.tolist(), top_i.tolist())]
+
+
+class Probabilities(torch.nn.Module):
+    """A classifier's forward pass with the softmax: what an exported classifier computes."""
+
+    def __init__(self, task: torch.nn.Module):
+        super().__init__()
+        self.task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.task(x).float(), dim=-1)

@@ -205,6 +205,25 @@ class AudioDataModule(InMemoryDataModule):
 
     # inference -------------------------------------------------------------------------------------
     @staticmethod
+    def example_inputs(info: dict) -> list[torch.Tensor]:
+        n = info["num_samples"]
+        t = torch.arange(n, dtype=torch.float32) / info["sample_rate"]
+        return [torch.zeros(n), 0.1 * torch.sin(2 * torch.pi * 440 * t)]
+
+    @staticmethod
+    def input_spec(info: dict) -> dict:
+        return {"kind": "audio", "sample_rate": info["sample_rate"], "num_samples": info["num_samples"],
+                "trim_db": info.get("trim_db"),
+                "steps": ["read the file as float32 and average its channels (mono)",
+                          f"resample to {info['sample_rate']} Hz",
+                          "trim leading and trailing 10 ms frames quieter than trim_db below the loudest "
+                          "(src/data/audio/base.py trim_silence)" if info.get("trim_db") is not None else
+                          "no trimming",
+                          f"centre the clip in {info['num_samples']} samples, cutting or padding with zeros, then "
+                          f"round to 16-bit (x * 32768, clamped) and divide by 32768",
+                          "float32 (batch, num_samples); the log-Mel/MFCC features are inside the model"]}
+
+    @staticmethod
     def read_input(path: str, info: dict) -> torch.Tensor:
         """One audio file -> float32 clip, shaped the way the model was trained (rate, trim, length)."""
         rate = info["sample_rate"]

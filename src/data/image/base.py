@@ -103,6 +103,22 @@ class ImageDataModule(InMemoryDataModule):
 
     # inference -------------------------------------------------------------------------------------
     @staticmethod
+    def example_inputs(info: dict) -> list[torch.Tensor]:
+        shape = (info["in_channels"], *info["image_size"])
+        return [torch.zeros(shape, dtype=torch.uint8), torch.full(shape, 200, dtype=torch.uint8)]
+
+    @staticmethod
+    def input_spec(info: dict) -> dict:
+        channels = "grey (PIL mode L)" if info["in_channels"] == 1 else "RGB"
+        return {"kind": "image", "image_size": list(info["image_size"]), "in_channels": info["in_channels"],
+                "steps": [f"decode the image and convert it to {channels}",
+                          f"resize to {info['image_size'][1]}x{info['image_size'][0]} (width x height), bilinear, "
+                          f"when it is another size",
+                          "uint8 array, channels first: (channels, height, width); a batch stacks them",
+                          "nothing else: scaling and per-channel normalisation are inside the model"],
+                "mean": info.get("mean"), "std": info.get("std")}
+
+    @staticmethod
     def read_input(path: str, info: dict) -> torch.Tensor:
         """One image file -> uint8 (C, H, W) at the size and channels the model was trained on."""
         from PIL import Image, UnidentifiedImageError

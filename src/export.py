@@ -1,0 +1,146 @@
+"""A checkpoint -> a folder that runs without gradlab: the network as ONNX (for ONNX Runtime) or as torch.export's
+.pt2 (for torch.export.load), model.json saying what goes in and comes out, and the tokenizer of a text task.
+
+The task decides what the exported network computes (src/tasks/base.py Exportable.export_graph) and the data module
+what must be done to an input before it (src/data/base.py: example_inputs, input_spec)."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class
+
+from src.checkpoint import load_task, task_name
+from src.errors import UserError
+from src.records import git
+from src.tasks.base import Exportable
+
+log = logging.getLogger(__name__)
+FORMATS = {"onnx": "model.onnx", "torch_export": "model.pt2"}
+
+
+def default_folder(ckpt_path: str, fmt: str) -> Path:
+    ckpt = Path(ckpt_path)
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run / "export" / f"{ckpt.stem}-{fmt}"
+
+
+def _dims(dynamic: dict[str, dict[int, str]], inputs: dict[str, torch.Tensor]):
+    """Named dynamic axes -> torch.export's Dim objects, one per name, shared by inputs that share it."""
+    made = {}
+    shapes = []
+    for name in inputs:
+        axes = {}
+        for axis, dim in dynamic.get(name, {}).items():
+            if dim not in made:
+                made[dim] = torch.export.Dim(dim, min=1, max=1 << 20)
+            axes[axis] = made[dim]
+        shapes.append(axes or None)
+    return tuple(shapes)
+
+
+def _versions() -> dict:
+    out = {"torch": torch.__version__, "gradlab": git().get("commit")}
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset: int = 18, check: bool = True,
+           tolerance: float = 1e-4) -> Path:
+    """Write the export folder; returns it. With check, runs the file on the example inputs and refuses a file
+    whose outputs differ from the checkpoint's by more than tolerance."""
+    if fmt not in FORMATS:
+        raise UserError(f"format={fmt}: choose one of {', '.join(FORMATS)}.")
+    if fmt == "onnx":
+        missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"format=onnx needs {', '.join(missing)}: run `uv sync --extra export` (or `pip install "
+                            f"onnx onnxscript onnxruntime`), or use format=torch_export.")
+    task = load_task(ckpt_path).eval()
+    if not isinstance(task, Exportable):
+        raise UserError(f"ckpt_path={ckpt_path}: {type(task).__name__} cannot be exported yet (it does not provide "
+                        f"export_graph, src/tasks/base.py Exportable).")
+    data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
+    samples = data_cls.example_inputs(info)
+    if samples is None:
+        raise UserError(f"ckpt_path={ckpt_path}: its data module {data_cls.__name__} has no example_inputs to export "
+                        f"with.")
+    module, inputs, dynamic, outputs = task.export_graph(data_cls.collate_inputs(samples, info))
+    module.eval()
+    folder = Path(out_dir) if out_dir else default_folder(ckpt_path, fmt)
+    tmp = folder.with_name(folder.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    names, args = list(inputs), tuple(inputs.values())
+    started = time.time()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = module(*args)
+        program = torch.export.export(module, args, dynamic_shapes=_dims(dynamic, inputs), strict=False)
+        if fmt == "torch_export":
+            torch.export.save(program, tmp / FORMATS[fmt])
+        else:  # the exporter's optimiser prints what it folds: not for the user
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
+                onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
+                                                 opset_version=opset, dynamo=True, verbose=False,
+                                                 dynamic_shapes=named)
+            onnx_program.save(str(tmp / FORMATS[fmt]))
+    seconds = time.time() - started
+    difference = None
+    if check:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = run_exported(tmp / FORMATS[fmt], dict(zip(names, args)))
+        difference = float((torch.as_tensor(got[0]) - expected).abs().max())
+        if difference > tolerance:
+            raise UserError(f"the exported model's outputs differ from the checkpoint's by {difference:.2g} "
+                            f"(> tolerance={tolerance}): not written. Report it with the checkpoint.")
+    spec = {"task": task_name(f"{type(task).__module__}.{type(task).__qualname__}"),
+            "task_class": f"{type(task).__module__}.{type(task).__qualname__}", "format": fmt,
+            "file": FORMATS[fmt], "checkpoint": str(Path(ckpt_path).resolve()),
+            "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
+                        "shape": [dynamic.get(n, {}).get(i, s) for i, s in enumerate(t.shape)]}
+                       for n, t in inputs.items()],
+            "outputs": [{"name": n} for n in outputs],
+            "labels": list(info.get("class_names") or []), "preprocess": data_cls.input_spec(info),
+            "opset": opset if fmt == "onnx" else None, "checked_max_abs_difference": difference,
+            "versions": _versions()}
+    for key, name in (("tokenizer", "tokenizer.json"), ("src_tokenizer", "src_tokenizer.json"),
+                      ("tgt_tokenizer", "tgt_tokenizer.json")):
+        if key in info:
+            (tmp / name).write_text(info[key])
+            spec["preprocess"][f"{key}_file"] = name
+    (tmp / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    size = (folder / FORMATS[fmt]).stat().st_size
+    log.info("exported %s (%s, %.1f MB) in %.1f s%s -> %s", ckpt_path, fmt, size / 1e6, seconds,
+             f"; outputs checked: max difference {difference:.1e}" if difference is not None else "", folder)
+    return folder
+
+
+def run_exported(path: Path, inputs: dict[str, torch.Tensor]) -> list:
+    """Run an exported file as a user would, without gradlab: ONNX Runtime, or torch.export.load."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {k: v.numpy() for k, v in inputs.items()})
+    with torch.no_grad():
+        out = torch.export.load(str(path)).module()(*inputs.values())
+    return [o.detach() for o in out] if isinstance(out, (tuple, list)) else [out.detach()]

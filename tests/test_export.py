@@ -1,0 +1,116 @@
+"""export.py: each task's checkpoint to ONNX and to torch.export, run as a user would without gradlab's model code
+(ONNX Runtime; torch.export.load), on real inputs, against what predict.py says of the same files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import get_class
+
+from tests.helpers import cli, predict_here, train_here
+
+FORMATS = ["onnx", "torch_export"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Checkpoints of the image and speech tasks, trained briefly here, and real inputs for each: digits test
+    images as PNG files, FSDD recordings (or, without ../shared, synthesised clips) as WAV files."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("export")
+    image = root / "image"
+    train_here(image, "trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2")
+    from src.data.image.digits import DigitsDataModule
+
+    digits = DigitsDataModule()
+    digits.setup("test")
+    pictures = []
+    for i in range(12):
+        x, _ = digits.test_set[i]
+        path = root / "digits" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(x[0].numpy(), mode="L").save(path)
+        pictures.append(str(path))
+    speech = root / "speech"
+    train_here(speech, "task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-x-rp]",
+               "data.variants=[m1,m3,f1,f4,klatt,croak]", "data.per_voice=3", "data.val_voices=0.2",
+               "data.test_voices=0.2", "trainer.max_epochs=1", "model.widths=[16,32,32]",
+               f"paths.cache_dir={root / 'cache'}")
+    from tests.helpers import SHARED_DATA
+
+    recordings = sorted((SHARED_DATA / "fsdd" / "recordings").glob("*_george_1.wav"))[:6] + sorted(
+        (SHARED_DATA / "fsdd" / "recordings").glob("*_theo_2.wav"))[:6]
+    if not recordings:  # synthesised clips of the run's own test split, written as WAV files
+        import soundfile as sf
+
+        from src.data.audio.base import read_audio
+
+        recordings = []
+        for i, wav in enumerate(sorted((root / "cache").rglob("*.wav"))[:12]):
+            path = root / "wavs" / f"{i}.wav"
+            path.parent.mkdir(exist_ok=True)
+            sf.write(path, read_audio(wav, 16000).numpy(), 16000)
+            recordings.append(path)
+    return {"image": (image / "checkpoints" / "last.ckpt", pictures),
+            "speech": (speech / "checkpoints" / "last.ckpt", [str(p) for p in recordings])}
+
+
+def _inputs_of(ckpt, files):
+    """What the exported model takes for these files: read_input and collate_inputs with the checkpoint's info."""
+    from src.checkpoint import load_task
+
+    task = load_task(str(ckpt))
+    data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
+    batch = data_cls.collate_inputs([data_cls.read_input(f, info) for f in files], info)
+    _, inputs, _, _ = task.export_graph(batch)
+    return inputs
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kind", ["image", "speech"])
+def test_an_exported_classifier_predicts_what_predict_py_does(runs, kind, fmt, tmp_path):
+    from src.export import run_exported
+
+    ckpt, files = runs[kind]
+    out = tmp_path / "exported"
+    code, _, err = cli("export.py", f"ckpt_path={ckpt}", f"format={fmt}", f"out_dir={out}")
+    assert code == 0, err
+    spec = json.loads((out / "model.json").read_text())
+    assert spec["task"] == kind and spec["format"] == fmt and (out / spec["file"]).is_file()
+    assert spec["checked_max_abs_difference"] <= 1e-4 and spec["inputs"][0]["shape"][0] == "batch"
+    (list_file := tmp_path / "inputs.txt").write_text("\n".join(files) + "\n")
+    expected = predict_here(ckpt, f"inputs={list_file}", "top_k=100")
+    probabilities = run_exported(out / spec["file"], _inputs_of(ckpt, files))[0]  # all inputs in one batch
+    probabilities = np.asarray(probabilities)
+    assert probabilities.shape == (len(files), len(spec["labels"]))
+    for row, want in zip(probabilities, expected):
+        assert spec["labels"][int(row.argmax())] == want["prediction"]
+        by_label = dict(want["top_k"])
+        assert max(abs(row[i] - by_label[label]) for i, label in enumerate(spec["labels"])) < 1e-4
+    one = run_exported(out / spec["file"], _inputs_of(ckpt, files[:1]))[0]  # and a batch of one
+    assert np.abs(np.asarray(one)[0] - probabilities[0]).max() < 1e-5
+
+
+def test_export_refuses_an_unknown_format_and_names_the_fix(runs):
+    code, _, err = cli("export.py", f"ckpt_path={runs['image'][0]}", "format=tflite")
+    assert code == 2 and "format=tflite: choose one of onnx, torch_export" in err
+
+
+def test_the_image_model_is_normalised_inside_the_graph(runs, tmp_path):
+    """Raw uint8 pixels go in: a user needs no mean or std of ours."""
+    import onnxruntime as ort
+
+    ckpt, files = runs["image"]
+    code, _, err = cli("export.py", f"ckpt_path={ckpt}", f"out_dir={tmp_path / 'e'}")
+    assert code == 0, err
+    session = ort.InferenceSession(str(tmp_path / "e" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (node,) = session.get_inputs()
+    assert node.type == "tensor(uint8)" and node.shape[0] == "batch"
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(files[0]).convert("L"), dtype=np.uint8)[None, None]
+    assert abs(float(session.run(None, {"input": pixels})[0].sum()) - 1) < 1e-5
+    assert torch.equal(_inputs_of(ckpt, files[:1])["input"], torch.from_numpy(pixels))
