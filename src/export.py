@@ -83,50 +83,65 @@ def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset:
     tmp = folder.with_name(folder.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    names, args = list(inputs), tuple(inputs.values())
-    started = time.time()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = module(*args)
-        program = torch.export.export(module, args, dynamic_shapes=_dims(dynamic, inputs), strict=False)
-        if fmt == "torch_export":
-            torch.export.save(program, tmp / FORMATS[fmt])
-        else:  # the exporter's optimiser prints what it folds: not for the user
-            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-                named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
-                onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
-                                                 opset_version=opset, dynamo=True, verbose=False,
-                                                 dynamic_shapes=named)
-            onnx_program.save(str(tmp / FORMATS[fmt]))
-    seconds = time.time() - started
-    difference = None
-    if check:
-        with warnings.catch_warnings():
+    try:
+        names, args = list(inputs), tuple(inputs.values())
+        started = time.time()
+        with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            got = run_exported(tmp / FORMATS[fmt], dict(zip(names, args)))
-        difference = float((torch.as_tensor(got[0]) - expected).abs().max())
-        if difference > tolerance:
-            raise UserError(f"the exported model's outputs differ from the checkpoint's by {difference:.2g} "
-                            f"(> tolerance={tolerance}): not written. Report it with the checkpoint.")
-    spec = {"task": task_name(f"{type(task).__module__}.{type(task).__qualname__}"),
-            "task_class": f"{type(task).__module__}.{type(task).__qualname__}", "format": fmt,
-            "file": FORMATS[fmt], "checkpoint": str(Path(ckpt_path).resolve()),
-            "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
-                        "shape": [dynamic.get(n, {}).get(i, s) for i, s in enumerate(t.shape)]}
-                       for n, t in inputs.items()],
-            "outputs": [{"name": n} for n in outputs],
-            "labels": list(info.get("class_names") or []), "preprocess": data_cls.input_spec(info),
-            "opset": opset if fmt == "onnx" else None, "checked_max_abs_difference": difference,
-            "versions": _versions()}
-    for key, name in (("tokenizer", "tokenizer.json"), ("src_tokenizer", "src_tokenizer.json"),
-                      ("tgt_tokenizer", "tgt_tokenizer.json")):
-        if key in info:
-            (tmp / name).write_text(info[key])
-            spec["preprocess"][f"{key}_file"] = name
-    (tmp / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+            expected = module(*args)
+            try:
+                program = torch.export.export(module, args, dynamic_shapes=_dims(dynamic, inputs), strict=False)
+            except Exception as e:  # noqa: BLE001 - torch.export's errors have no common base
+                if "specialized" not in str(e) and "Constraints violated" not in str(e):
+                    raise
+                program = None  # torch.export unrolls recurrent layers over time: the length cannot vary
+                if fmt == "torch_export":
+                    raise UserError(f"ckpt_path={ckpt_path}: torch.export cannot export this network with inputs "
+                                    f"of any length (it unrolls its recurrent layers over the example's length): "
+                                    f"use format=onnx, whose LSTM and GRU operators take any length.") from None
+            if fmt == "torch_export":
+                torch.export.save(program, tmp / FORMATS[fmt])
+            elif program is not None:  # the exporter's optimiser prints what it folds: not for the user
+                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                    named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
+                    onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
+                                                     opset_version=opset, dynamo=True, verbose=False,
+                                                     dynamic_shapes=named)
+                onnx_program.save(str(tmp / FORMATS[fmt]))
+            else:  # TorchScript's ONNX exporter writes recurrent layers as ONNX's LSTM/GRU, of any length
+                torch.onnx.export(module, args, str(tmp / FORMATS[fmt]), input_names=names, output_names=outputs,
+                                  dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)
+        seconds = time.time() - started
+        difference = None
+        if check:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = run_exported(tmp / FORMATS[fmt], dict(zip(names, args)))
+            difference = float((torch.as_tensor(got[0]) - expected).abs().max())
+            if difference > tolerance:
+                raise UserError(f"the exported model's outputs differ from the checkpoint's by {difference:.2g} "
+                                f"(> tolerance={tolerance}): not written. Report it with the checkpoint.")
+        spec = {"task": task_name(f"{type(task).__module__}.{type(task).__qualname__}"),
+                "task_class": f"{type(task).__module__}.{type(task).__qualname__}", "format": fmt,
+                "file": FORMATS[fmt], "checkpoint": str(Path(ckpt_path).resolve()),
+                "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
+                            "shape": [dynamic.get(n, {}).get(i, s) for i, s in enumerate(t.shape)]}
+                           for n, t in inputs.items()],
+                "outputs": [{"name": n} for n in outputs],
+                "labels": list(info.get("class_names") or []), "preprocess": data_cls.input_spec(info),
+                "opset": opset if fmt == "onnx" else None, "checked_max_abs_difference": difference,
+                "versions": _versions()}
+        for key, name in (("tokenizer", "tokenizer.json"), ("src_tokenizer", "src_tokenizer.json"),
+                          ("tgt_tokenizer", "tgt_tokenizer.json")):
+            if key in info:
+                (tmp / name).write_text(info[key])
+                spec["preprocess"][f"{key}_file"] = name
+        (tmp / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # what a failed export began
     size = (folder / FORMATS[fmt]).stat().st_size
     log.info("exported %s (%s, %.1f MB) in %.1f s%s -> %s", ckpt_path, fmt, size / 1e6, seconds,
              f"; outputs checked: max difference {difference:.1e}" if difference is not None else "", folder)

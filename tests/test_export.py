@@ -54,8 +54,22 @@ def runs(tmp_path_factory):
             path.parent.mkdir(exist_ok=True)
             sf.write(path, read_audio(wav, 16000).numpy(), 16000)
             recordings.append(path)
-    return {"image": (image / "checkpoints" / "last.ckpt", pictures),
-            "speech": (speech / "checkpoints" / "last.ckpt", [str(p) for p in recordings])}
+    reviews = root / "reviews.csv"
+    rows = [("a gorgeous witty film", "pos"), ("a dull tedious mess", "neg"), ("moving and funny", "pos"),
+            ("flat , lifeless and far too long", "neg")] * 20
+    reviews.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    texts = SHARED_DATA / "SST-2" / "dev.tsv"
+    sentences = ([line.split("\t")[0] for line in texts.read_text().splitlines()[1:13]] if texts.is_file() else
+                 ["a gorgeous , witty , seductive movie .", "it 's a dull , tedious mess .", "not bad at all",
+                  "the worst film of the year , and the longest"])
+    out = {"image": (image / "checkpoints" / "last.ckpt", pictures),
+           "speech": (speech / "checkpoints" / "last.ckpt", [str(p) for p in recordings])}
+    for name, model in (("sentiment", "bilstm"), ("sentiment_cnn", "textcnn")):
+        train_here(root / name, "task=sentiment", "data=text_csv", f"data.path={reviews}", f"model={model}",
+                   "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}",
+                   *(["model.hidden=16"] if model == "bilstm" else ["model.channels=8"]))
+        out[name] = (root / name / "checkpoints" / "last.ckpt", sentences)
+    return out
 
 
 def _inputs_of(ckpt, files):
@@ -69,8 +83,8 @@ def _inputs_of(ckpt, files):
     return inputs
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("kind", ["image", "speech"])
+@pytest.mark.parametrize("kind,fmt", [(k, f) for k in ("image", "speech", "sentiment_cnn") for f in FORMATS] +
+                         [("sentiment", "onnx")])
 def test_an_exported_classifier_predicts_what_predict_py_does(runs, kind, fmt, tmp_path):
     from src.export import run_exported
 
@@ -79,7 +93,7 @@ def test_an_exported_classifier_predicts_what_predict_py_does(runs, kind, fmt, t
     code, _, err = cli("export.py", f"ckpt_path={ckpt}", f"format={fmt}", f"out_dir={out}")
     assert code == 0, err
     spec = json.loads((out / "model.json").read_text())
-    assert spec["task"] == kind and spec["format"] == fmt and (out / spec["file"]).is_file()
+    assert spec["task"] == kind.removesuffix("_cnn") and spec["format"] == fmt and (out / spec["file"]).is_file()
     assert spec["checked_max_abs_difference"] <= 1e-4 and spec["inputs"][0]["shape"][0] == "batch"
     (list_file := tmp_path / "inputs.txt").write_text("\n".join(files) + "\n")
     expected = predict_here(ckpt, f"inputs={list_file}", "top_k=100")
@@ -92,6 +106,13 @@ def test_an_exported_classifier_predicts_what_predict_py_does(runs, kind, fmt, t
         assert max(abs(row[i] - by_label[label]) for i, label in enumerate(spec["labels"])) < 1e-4
     one = run_exported(out / spec["file"], _inputs_of(ckpt, files[:1]))[0]  # and a batch of one
     assert np.abs(np.asarray(one)[0] - probabilities[0]).max() < 1e-5
+
+
+def test_a_recurrent_text_model_goes_to_onnx_not_torch_export(runs, tmp_path):
+    """torch.export unrolls an LSTM over the example's length; ONNX's LSTM takes any length (tested above)."""
+    code, _, err = cli("export.py", f"ckpt_path={runs['sentiment'][0]}", "format=torch_export",
+                       f"out_dir={tmp_path / 'e'}")
+    assert code == 2 and "use format=onnx" in err and list(tmp_path.iterdir()) == []  # nothing half written
 
 
 def test_export_refuses_an_unknown_format_and_names_the_fix(runs):

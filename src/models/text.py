@@ -55,7 +55,12 @@ class TokenEmbedding(nn.Module):
             if ngrams is None:
                 raise ValueError("this model adds character n-grams to its embeddings: give ngrams (B, T, K)")
             b, t, k = ngrams.shape
-            x = x + self.ngrams(ngrams.reshape(b * t, k)).view(b, t, -1)
+            if torch.onnx.is_in_onnx_export():  # the bag's mean over non-padding ids, in ops ONNX has
+                grams = nn.functional.embedding(ngrams, self.ngrams.weight)
+                keep = (ngrams != 0).unsqueeze(-1).to(grams.dtype)
+                x = x + (grams * keep).sum(2) / keep.sum(2).clamp(min=1)
+            else:
+                x = x + self.ngrams(ngrams.reshape(b * t, k)).view(b, t, -1)
         return x
 
 
@@ -88,11 +93,17 @@ class RNNClassifier(nn.Module):
         self.out = nn.Linear(width * (2 if pooling == "max_mean" else 1), num_classes)
         self.last_attention: torch.Tensor | None = None  # (B, T) weights of the last forward, for plots
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, ngrams: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, ngrams: torch.Tensor | None = None,
+                packed: bool = True) -> torch.Tensor:
+        """packed=False gives the same result without packed sequences (each direction over each text, reversed
+        within its length for the backward one): what torch.export and ONNX can trace."""
         x = self.embed_dropout(self.embed(ids, ngrams))
-        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = self.rnn(packed)
-        h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])  # padded steps are 0
+        if packed:
+            seqs = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.rnn(seqs)
+            h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])  # padded steps are 0
+        else:
+            h = unpacked_rnn(self.rnn, x, lengths.clamp(min=1))
         mask = _mask(lengths, h.shape[1])
         if self.pooling == "attention":
             scores = self.attention(h).squeeze(-1).masked_fill(~mask, float("-inf"))
@@ -104,6 +115,36 @@ class RNNClassifier(nn.Module):
             top = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
             pooled = {"max": top, "mean": mean, "max_mean": torch.cat([top, mean], dim=1)}[self.pooling]
         return self.out(self.dropout(pooled))
+
+
+def unpacked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """What rnn over pack_padded_sequence(x, lengths), padded back with zeros, gives (in eval: no dropout between
+    layers), with plain tensor operations: each layer and direction runs as a one-layer, one-direction RNN that
+    shares the module's weights; the backward direction reads each text reversed within its own length, so its
+    first step is the text's last token, as packing does."""
+    steps = x.shape[1]
+    mask = _mask(lengths, steps)
+    t = torch.arange(steps, device=x.device)[None, :]
+    order = torch.where(mask, lengths[:, None] - 1 - t, t)  # reverses the first `length` steps of each row
+
+    def flip(h: torch.Tensor) -> torch.Tensor:
+        return h.gather(1, order[:, :, None].expand_as(h))
+
+    kind = nn.LSTM if isinstance(rnn, nn.LSTM) else nn.GRU
+    directions = 2 if rnn.bidirectional else 1
+    h = x
+    for layer in range(rnn.num_layers):
+        outs = []
+        for direction in range(directions):
+            width = rnn.input_size if layer == 0 else rnn.hidden_size * directions
+            one = kind(width, rnn.hidden_size, batch_first=True, bias=rnn.bias)
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            for name in one._flat_weights_names:  # the module's own weights, not copies
+                setattr(one, name, getattr(rnn, name.removesuffix("_l0") + suffix))
+            out, _ = one(flip(h) if direction else h)
+            outs.append(flip(out) if direction else out)
+        h = torch.cat(outs, dim=-1) * mask[:, :, None].to(x.dtype)
+    return h
 
 
 class TextCNN(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from src.models.text import RNNClassifier
 from src.tasks.base import HasMistakes, gather_objects
 from src.tasks.classification import ClassificationTask
 
@@ -38,6 +39,15 @@ class SentimentClassification(ClassificationTask, HasMistakes):
     def forward(self, x: dict) -> torch.Tensor:
         return self.net(x["ids"], x["lengths"], x.get("ngrams"))
 
+    def export_graph(self, batch):
+        """Token ids (batch, tokens), lengths (batch,) and, with character n-grams, their ids (batch, tokens,
+        n-grams) -> probabilities. Tokenising and hashing the n-grams stay outside (model.json says how)."""
+        names = ["ids", "lengths"] + (["ngrams"] if batch.get("ngrams") is not None else [])
+        axes = {"ids": {0: "batch", 1: "tokens"}, "lengths": {0: "batch"},
+                "ngrams": {0: "batch", 1: "tokens", 2: "ngrams"}}
+        return (TextProbabilities(self.net), {n: batch[n] for n in names}, {n: axes[n] for n in names},
+                ["probabilities"])
+
     # the most confident mistakes --------------------------------------------------------------------
     def test_step(self, batch, batch_idx):
         logits = super().test_step(batch, batch_idx)
@@ -63,3 +73,16 @@ class SentimentClassification(ClassificationTask, HasMistakes):
 
 def _surest_first(mistake: dict) -> tuple:
     return -mistake["probability"], mistake["text"]
+
+
+class TextProbabilities(torch.nn.Module):
+    """A text classifier's probabilities from plain tensors, the recurrent one without packed sequences (the same
+    result: src.models.text.unpacked_rnn), so that torch.export and ONNX can trace it."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+        self.unpacked = {"packed": False} if isinstance(net, RNNClassifier) else {}
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.softmax(self.net(ids, lengths, ngrams, **self.unpacked).float(), dim=-1)

@@ -198,6 +198,31 @@ class TextClassificationDataModule(TextSplits, BucketedLoaders, DataModule):
 
     # inference -------------------------------------------------------------------------------------
     @classmethod
+    def example_inputs(cls, info: dict) -> list[dict]:
+        return [cls.read_input("a gorgeous, witty, seductive film", info), cls.read_input("dull", info)]
+
+    @staticmethod
+    def input_spec(info: dict) -> dict:
+        spec = {"kind": "text", "tokenizer_file": "tokenizer.json", "max_len": info.get("max_len", 0),
+                "pad_id": info["pad_id"], "unk_id": info["unk_id"],
+                "steps": ["strip the text (an empty one is refused)",
+                          "encode it with tokenizer.json (the tokenizers library: Tokenizer.from_file, "
+                          "encode(text, add_special_tokens=False)): ids and character offsets",
+                          "keep the first max_len tokens (max_len 0: all); no token at all: [unk_id]",
+                          "ids (batch, tokens) int64, each row padded with pad_id to the longest; lengths (batch,) "
+                          "int64, the number of tokens of each text"]}
+        if info.get("char_ngrams"):
+            low, high = info["char_ngrams"]
+            spec["char_ngrams"] = {"min_n": low, "max_n": high, "buckets": info["ngram_buckets"],
+                                   "lowercase": info.get("lowercase", True), "max_per_token": 32}
+            spec["steps"].append(
+                f"ngrams (batch, tokens, K) int64: for each token, w = '<' + its text (lowercased) + '>', the "
+                f"character n-grams of w for n = {low}..{high} (all of n={low} first, left to right, then "
+                f"n={low + 1}, ...), each id = zlib.crc32(utf-8 bytes) % {info['ngram_buckets']} + 1, at most 32 "
+                f"per token ([0] when none); rows padded with 0 to the batch's largest K (padded tokens: all 0)")
+        return spec
+
+    @classmethod
     def read_input(cls, raw: str, info: dict) -> dict:
         """One text -> {"ids", "text"[, "ngrams"]}, with the checkpoint's tokenizer, max_len and n-grams."""
         text = input_text(raw)
