@@ -1,7 +1,7 @@
 """A checkpoint -> a folder that runs without gradlab: the network as ONNX (for ONNX Runtime) or as torch.export's
 .pt2 (for torch.export.load), model.json saying what goes in and comes out, and the tokenizer of a text task.
 
-The task decides what the exported network computes (src/tasks/base.py Exportable.export_graph) and the data module
+The task decides what the exported network computes (src/tasks/base.py Exportable.export_graphs) and the data module
 what must be done to an input before it (src/data/base.py: example_inputs, input_spec)."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from src.records import git
 from src.tasks.base import Exportable
 
 log = logging.getLogger(__name__)
-FORMATS = {"onnx": "model.onnx", "torch_export": "model.pt2"}
+FORMATS = {"onnx": "model.onnx", "torch_export": "model.pt2"}  # (a translator: encoder.onnx, decoder.onnx)
 
 
 def default_folder(ckpt_path: str, fmt: str) -> Path:
@@ -59,8 +59,8 @@ def _versions() -> dict:
 
 def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset: int = 18, check: bool = True,
            tolerance: float = 1e-4) -> Path:
-    """Write the export folder; returns it. With check, runs the file on the example inputs and refuses a file
-    whose outputs differ from the checkpoint's by more than tolerance."""
+    """Write the export folder; returns it. With check, runs each file on the example inputs and refuses one whose
+    outputs differ from the checkpoint's by more than tolerance."""
     if fmt not in FORMATS:
         raise UserError(f"format={fmt}: choose one of {', '.join(FORMATS)}.")
     if fmt == "onnx":
@@ -71,81 +71,98 @@ def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset:
     task = load_task(ckpt_path).eval()
     if not isinstance(task, Exportable):
         raise UserError(f"ckpt_path={ckpt_path}: {type(task).__name__} cannot be exported yet (it does not provide "
-                        f"export_graph, src/tasks/base.py Exportable).")
+                        f"export_graphs, src/tasks/base.py Exportable).")
     data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
     samples = data_cls.example_inputs(info)
     if samples is None:
         raise UserError(f"ckpt_path={ckpt_path}: its data module {data_cls.__name__} has no example_inputs to export "
                         f"with.")
-    module, inputs, dynamic, outputs = task.export_graph(data_cls.collate_inputs(samples, info))
-    module.eval()
+    graphs = task.export_graphs(data_cls.collate_inputs(samples, info))
     folder = Path(out_dir) if out_dir else default_folder(ckpt_path, fmt)
     tmp = folder.with_name(folder.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    suffix = Path(FORMATS[fmt]).suffix
     try:
-        names, args = list(inputs), tuple(inputs.values())
-        started = time.time()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            expected = module(*args)
-            try:
-                program = torch.export.export(module, args, dynamic_shapes=_dims(dynamic, inputs), strict=False)
-            except Exception as e:  # noqa: BLE001 - torch.export's errors have no common base
-                if "specialized" not in str(e) and "Constraints violated" not in str(e):
-                    raise
-                program = None  # torch.export unrolls recurrent layers over time: the length cannot vary
-                if fmt == "torch_export":
-                    raise UserError(f"ckpt_path={ckpt_path}: torch.export cannot export this network with inputs "
-                                    f"of any length (it unrolls its recurrent layers over the example's length): "
-                                    f"use format=onnx, whose LSTM and GRU operators take any length.") from None
-            if fmt == "torch_export":
-                torch.export.save(program, tmp / FORMATS[fmt])
-            elif program is not None:  # the exporter's optimiser prints what it folds: not for the user
-                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-                    named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
-                    onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
-                                                     opset_version=opset, dynamo=True, verbose=False,
-                                                     dynamic_shapes=named)
-                onnx_program.save(str(tmp / FORMATS[fmt]))
-            else:  # TorchScript's ONNX exporter writes recurrent layers as ONNX's LSTM/GRU, of any length
-                torch.onnx.export(module, args, str(tmp / FORMATS[fmt]), input_names=names, output_names=outputs,
-                                  dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)
+        started, written = time.time(), []
+        for name, (module, inputs, dynamic, outputs) in graphs.items():
+            file = tmp / f"{name}{suffix}"
+            difference = _write(module.eval(), inputs, dynamic, outputs, file, fmt, opset, check, ckpt_path)
+            if difference is not None and difference > tolerance:
+                raise UserError(f"the exported {name} graph's outputs differ from the checkpoint's by "
+                                f"{difference:.2g} (> tolerance={tolerance}): not written. Report it with the "
+                                f"checkpoint.")
+            written.append({"name": name, "file": file.name, "checked_max_abs_difference": difference,
+                            "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
+                                        "shape": [dynamic.get(n, {}).get(i, d) for i, d in enumerate(t.shape)]}
+                                       for n, t in inputs.items()],
+                            "outputs": [{"name": n} for n in outputs]})
         seconds = time.time() - started
-        difference = None
-        if check:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                got = run_exported(tmp / FORMATS[fmt], dict(zip(names, args)))
-            difference = float((torch.as_tensor(got[0]) - expected).abs().max())
-            if difference > tolerance:
-                raise UserError(f"the exported model's outputs differ from the checkpoint's by {difference:.2g} "
-                                f"(> tolerance={tolerance}): not written. Report it with the checkpoint.")
+        first = written[0]
         spec = {"task": task_name(f"{type(task).__module__}.{type(task).__qualname__}"),
                 "task_class": f"{type(task).__module__}.{type(task).__qualname__}", "format": fmt,
-                "file": FORMATS[fmt], "checkpoint": str(Path(ckpt_path).resolve()),
-                "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
-                            "shape": [dynamic.get(n, {}).get(i, s) for i, s in enumerate(t.shape)]}
-                           for n, t in inputs.items()],
-                "outputs": [{"name": n} for n in outputs],
+                "file": first["file"], "checkpoint": str(Path(ckpt_path).resolve()),
+                "inputs": first["inputs"], "outputs": first["outputs"], "graphs": written,
                 "labels": list(info.get("class_names") or []), "preprocess": data_cls.input_spec(info),
-                "opset": opset if fmt == "onnx" else None, "checked_max_abs_difference": difference,
-                "versions": _versions()}
+                **task.export_settings(), "opset": opset if fmt == "onnx" else None,
+                "checked_max_abs_difference": max((g["checked_max_abs_difference"] or 0.0) for g in written)
+                if check else None, "versions": _versions()}
         for key, name in (("tokenizer", "tokenizer.json"), ("src_tokenizer", "src_tokenizer.json"),
                           ("tgt_tokenizer", "tgt_tokenizer.json")):
             if key in info:
                 (tmp / name).write_text(info[key])
                 spec["preprocess"][f"{key}_file"] = name
+        if "decoding" in spec:  # a translator's decoding loop, to run the graphs with numpy and ONNX Runtime only
+            shutil.copy(Path(__file__).with_name("onnx_translate.py"), tmp / "translate.py")
         (tmp / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # what a failed export began
-    size = (folder / FORMATS[fmt]).stat().st_size
+    size = sum((folder / g["file"]).stat().st_size for g in written)
     log.info("exported %s (%s, %.1f MB) in %.1f s%s -> %s", ckpt_path, fmt, size / 1e6, seconds,
-             f"; outputs checked: max difference {difference:.1e}" if difference is not None else "", folder)
+             f"; outputs checked: max difference {spec['checked_max_abs_difference']:.1e}" if check else "", folder)
     return folder
+
+
+def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, fmt: str, opset: int, check: bool,
+           ckpt_path: str) -> float | None:
+    """One graph to one file; with check, the largest difference between the file's outputs and the module's."""
+    names, args = list(inputs), tuple(inputs.values())
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = module(*args)
+        try:
+            program = torch.export.export(module, args, dynamic_shapes=_dims(dynamic, inputs), strict=False)
+        except Exception as e:  # noqa: BLE001 - torch.export's errors have no common base
+            # torch.export unrolls recurrent layers over the example's length (so the length cannot vary), and
+            # cannot trace packed sequences; TorchScript's ONNX exporter writes them as ONNX's LSTM and GRU
+            program = None
+            if fmt == "torch_export":
+                first = str(e).strip().splitlines()[0][:160]
+                raise UserError(f"ckpt_path={ckpt_path}: torch.export cannot export this network with inputs "
+                                f"of any length ({type(e).__name__}: {first}): use format=onnx, whose LSTM and "
+                                f"GRU operators take any length.") from None
+        if fmt == "torch_export":
+            torch.export.save(program, file)
+        elif program is not None:  # the exporter's optimiser prints what it folds: not for the user
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
+                onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
+                                                 opset_version=opset, dynamo=True, verbose=False,
+                                                 dynamic_shapes=named)
+                onnx_program.save(str(file))
+        else:  # TorchScript's ONNX exporter writes recurrent layers as ONNX's LSTM/GRU, of any length
+            torch.onnx.export(module, args, str(file), input_names=names, output_names=outputs,
+                              dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)
+    if not check:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = run_exported(file, dict(zip(names, args)))
+    expected = expected if isinstance(expected, (tuple, list)) else [expected]
+    return max(float((torch.as_tensor(g).float() - e.float()).abs().max()) for g, e in zip(got, expected))
 
 
 def run_exported(path: Path, inputs: dict[str, torch.Tensor]) -> list:

@@ -64,6 +64,14 @@ def runs(tmp_path_factory):
                   "the worst film of the year , and the longest"])
     out = {"image": (image / "checkpoints" / "last.ckpt", pictures),
            "speech": (speech / "checkpoints" / "last.ckpt", [str(p) for p in recordings])}
+    train_here(root / "translation", "task=translation", "data.train_size=600", "data.val_size=40",
+               "data.test_size=40", "model.emb_dim=32", "model.hidden=32", "trainer.max_epochs=1", "task.beam_size=3",
+               f"paths.cache_dir={root / 'cache'}")
+    from src.data.text.numbers import NumbersDataModule
+
+    phrases = NumbersDataModule(train_size=600, val_size=40, test_size=40, cache_dir=str(root / "cache"))
+    out["translation"] = (root / "translation" / "checkpoints" / "last.ckpt",
+                          [src for src, _ in phrases.splits()["test"][:16]])
     for name, model in (("sentiment", "bilstm"), ("sentiment_cnn", "textcnn")):
         train_here(root / name, "task=sentiment", "data=text_csv", f"data.path={reviews}", f"model={model}",
                    "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}",
@@ -79,7 +87,7 @@ def _inputs_of(ckpt, files):
     task = load_task(str(ckpt))
     data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
     batch = data_cls.collate_inputs([data_cls.read_input(f, info) for f in files], info)
-    _, inputs, _, _ = task.export_graph(batch)
+    _, inputs, _, _ = task.export_graphs(batch)["model"]
     return inputs
 
 
@@ -106,6 +114,34 @@ def test_an_exported_classifier_predicts_what_predict_py_does(runs, kind, fmt, t
         assert max(abs(row[i] - by_label[label]) for i, label in enumerate(spec["labels"])) < 1e-4
     one = run_exported(out / spec["file"], _inputs_of(ckpt, files[:1]))[0]  # and a batch of one
     assert np.abs(np.asarray(one)[0] - probabilities[0]).max() < 1e-5
+
+
+def test_an_exported_translator_translates_as_predict_py_does(runs, tmp_path):
+    """encoder.onnx and decoder.onnx, driven by translate.py (numpy and ONNX Runtime only), beam and greedy."""
+    import importlib.util
+
+    from src.checkpoint import load_task
+
+    ckpt, phrases = runs["translation"]
+    out = tmp_path / "exported"
+    code, _, err = cli("export.py", f"ckpt_path={ckpt}", f"out_dir={out}")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx", "model.json",
+                                                     "src_tokenizer.json", "tgt_tokenizer.json", "translate.py"]
+    spec = importlib.util.spec_from_file_location("translate", out / "translate.py")
+    translate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(translate)
+    translator = translate.Translator(out)
+    (list_file := tmp_path / "phrases.txt").write_text("\n".join(phrases) + "\n")
+    expected = predict_here(ckpt, f"inputs={list_file}")
+    got = translator.translate(phrases)  # all in one batch, beam 3 as the checkpoint decodes
+    assert [t for t, _ in got] == [e["translation"] for e in expected]
+    assert max(abs(p - e["log_prob"]) for (_, p), e in zip(got, expected)) < 1e-3
+    task = load_task(str(ckpt)).eval()
+    src, src_len = translator.encode(phrases)
+    tokens, _ = task.net.beam_search(torch.from_numpy(src), torch.from_numpy(src_len), beam_size=1,
+                                     max_len=min(task.max_decode_len, int(src_len.max()) * 2 + 10), length_penalty=0.0)
+    assert [t for t, _ in translator.translate(phrases, beam_size=1)] == [translator.decode(t) for t in tokens.tolist()]
 
 
 def test_a_recurrent_text_model_goes_to_onnx_not_torch_export(runs, tmp_path):

@@ -140,10 +140,15 @@ class Exportable(ABC):
     audio front end, softmax); what is not (reading files, tokenising) stays outside, described in model.json."""
 
     @abstractmethod
-    def export_graph(self, batch) -> tuple[torch.nn.Module, dict[str, torch.Tensor], dict[str, dict[int, str]],
-                                           list[str]]:
-        """(module, its named example inputs taken from a `collate_inputs` batch, the dynamic axes of each input
-        ({0: "batch"}, ...), its output names). The module takes the inputs by position, in that order."""
+    def export_graphs(self, batch) -> dict[str, tuple[torch.nn.Module, dict[str, torch.Tensor],
+                                                      dict[str, dict[int, str]], list[str]]]:
+        """{graph name ("model"; a translator: "encoder" and "decoder"): (module, its named example inputs taken
+        from a `collate_inputs` batch, the dynamic axes of each input ({0: "batch"}, ...), its output names)}.
+        Each module takes its inputs by position, in that order; each graph is written as <name>.onnx/.pt2."""
+
+    def export_settings(self) -> dict:
+        """What else a user of the exported graphs needs (a translator: how to decode), for model.json."""
+        return {}
 
 
 def require(task: L.LightningModule, capability: type, callback: object) -> None:

@@ -106,9 +106,9 @@ class ClassificationTask(Task, HasConfusion, Exportable):
         self.eval()
         return torch.softmax(self(x).float(), dim=-1)
 
-    def export_graph(self, batch):
+    def export_graphs(self, batch):
         """One input tensor (images as uint8, waveforms as float32), batched on its first axis -> probabilities."""
-        return Probabilities(self), {"input": batch}, {"input": {0: "batch"}}, ["probabilities"]
+        return {"model": (Probabilities(self), {"input": batch}, {"input": {0: "batch"}}, ["probabilities"])}
 
     def predict_batch(self, x: torch.Tensor, top_k: int = 3) -> list[dict]:
         """The label and probability of each input, with the top_k alternatives."""

@@ -39,14 +39,14 @@ class SentimentClassification(ClassificationTask, HasMistakes):
     def forward(self, x: dict) -> torch.Tensor:
         return self.net(x["ids"], x["lengths"], x.get("ngrams"))
 
-    def export_graph(self, batch):
+    def export_graphs(self, batch):
         """Token ids (batch, tokens), lengths (batch,) and, with character n-grams, their ids (batch, tokens,
         n-grams) -> probabilities. Tokenising and hashing the n-grams stay outside (model.json says how)."""
         names = ["ids", "lengths"] + (["ngrams"] if batch.get("ngrams") is not None else [])
         axes = {"ids": {0: "batch", 1: "tokens"}, "lengths": {0: "batch"},
                 "ngrams": {0: "batch", 1: "tokens", 2: "ngrams"}}
-        return (TextProbabilities(self.net), {n: batch[n] for n in names}, {n: axes[n] for n in names},
-                ["probabilities"])
+        return {"model": (TextProbabilities(self.net), {n: batch[n] for n in names}, {n: axes[n] for n in names},
+                          ["probabilities"])}
 
     # the most confident mistakes --------------------------------------------------------------------
     def test_step(self, batch, batch_idx):

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from src.tasks.base import HasExamples, HasSamples, Task, gather_objects
+from src.tasks.base import Exportable, HasExamples, HasSamples, Task, gather_objects
 from src.tokens import decode
 
 
-class Translation(Task, HasSamples, HasExamples):
+class Translation(Task, HasSamples, HasExamples, Exportable):
     """data_info: src/tgt tokenizers (JSON), vocabulary sizes, pad/bos/eos ids.
 
     Logged: train/loss; {val,test}/{loss,ppl,bleu,chrf,exact}. BLEU and chrF are sacreBLEU's corpus scores
@@ -152,9 +152,70 @@ class Translation(Task, HasSamples, HasExamples):
                 "hypothesis": [self.tgt_tok.id_to_token(t) for t in hyp],
                 "weights": attn[i, :len(hyp), :len(s)].float().cpu().numpy()})
 
+    # -- export ----------------------------------------------------------------------------------------
+    def export_graphs(self, batch):
+        """What the field exports of an attention RNN: the encoder (a batch of sources, once) and one decoder step
+        (run once per output token by a decoding loop: translate.py, src/onnx_translate.py)."""
+        net = self.net
+        encoder = Encoder(net).eval()
+        with torch.no_grad():
+            memory, mask, *state, feed, keys = encoder(batch["src"], batch["src_len"])
+        states = ["h", "c"] if net.cell == "lstm" else ["h"]
+        step_inputs = {"token": batch["src"][:, 0], "feed": feed, **dict(zip(states, state)), "keys": keys,
+                       "memory": memory, "mask": mask}
+        b, s = {0: "batch"}, {0: "batch", 1: "source"}
+        return {"encoder": (encoder, {"src": batch["src"], "src_len": batch["src_len"]}, {"src": s, "src_len": b},
+                            ["memory", "mask", *states, "feed", "keys"]),
+                "decoder": ((LSTMDecoderStep if net.cell == "lstm" else DecoderStep)(net), step_inputs,
+                            {"token": b, "feed": b, **{n: {1: "batch"} for n in states}, "keys": s, "memory": s,
+                             "mask": s},
+                            ["log_probs", "next_feed", *(f"next_{n}" for n in states), "weights"])}
+
+    def export_settings(self) -> dict:
+        d = self.data_info
+        return {"decoding": {"beam_size": self.beam_size, "length_penalty": self.length_penalty,
+                             "max_decode_len": self.max_decode_len, "cell": self.net.cell, "pad_id": d["pad_id"],
+                             "bos_id": d["bos_id"], "eos_id": d["eos_id"], "special_tokens": 4,
+                             "max_len": "min(max_decode_len, 2 x the longest source + 10)",
+                             "script": "translate.py"}}
+
     # -- inference -------------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_batch(self, batch: dict, top_k: int = 1) -> list[dict]:
         self.eval()
         hyps, scores = self.decode(batch["src"], batch["src_len"], self.beam_size)
         return [{"translation": h, "log_prob": round(float(s), 4)} for h, s in zip(hyps, scores)]
+
+
+class Encoder(torch.nn.Module):
+    """The exported encoder: sources -> memory, mask, the decoder's first state, the first feed, attention keys."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor):
+        memory, mask, state, feed, keys = self.net._start(src, src_len)
+        states = state if isinstance(state, tuple) else (state,)
+        return memory, mask, *states, feed, keys
+
+
+class DecoderStep(torch.nn.Module):
+    """The exported decoder step: previous token, feed and state -> log-probabilities of the next token, the new
+    feed and state, and the attention weights."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, token, feed, h, keys, memory, mask):
+        logits, feed, h, weights = self.net.step(token, feed, h, keys, memory, mask)
+        return torch.log_softmax(logits.float(), dim=-1), feed, h, weights
+
+
+class LSTMDecoderStep(DecoderStep):
+    """The decoder step of an LSTM decoder: its state is two tensors, h and c."""
+
+    def forward(self, token, feed, h, c, keys, memory, mask):
+        logits, feed, (h, c), weights = self.net.step(token, feed, (h, c), keys, memory, mask)
+        return torch.log_softmax(logits.float(), dim=-1), feed, h, c, weights

@@ -140,6 +140,21 @@ class TranslationDataModule(TextSplits, BucketedLoaders, DataModule):
                 "unk_id": UNK_ID}
 
     # inference -------------------------------------------------------------------------------------
+    @classmethod
+    def example_inputs(cls, info: dict) -> list[dict]:
+        return [cls.read_input("twenty-three thousand, four hundred and five", info), cls.read_input("one", info)]
+
+    @staticmethod
+    def input_spec(info: dict) -> dict:
+        return {"kind": "text", "src_lang": info["src_lang"], "tgt_lang": info["tgt_lang"],
+                "steps": ["strip the sentence (an empty one is refused)",
+                          "encode it with src_tokenizer.json (encode(text, add_special_tokens=False).ids) and "
+                          "append eos_id",
+                          "src (batch, source) int64, rows padded with pad_id; src_len (batch,) int64",
+                          "decode: translate.py (encoder once, then the decoder step per token, beam search)",
+                          "text: tgt_tokenizer.json decode of the ids before the first eos_id, special ids "
+                          "(below special_tokens) dropped"]}
+
     @staticmethod
     def read_input(raw: str, info: dict) -> dict:
         """One source sentence -> {"src": ids ending with EOS, "src_text": raw}, with the checkpoint's tokenizer."""
