@@ -58,11 +58,13 @@ def _versions() -> dict:
 
 
 def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset: int = 18, check: bool = True,
-           tolerance: float = 1e-4) -> Path:
+           tolerance: float = 1e-4, quantize: str | None = None) -> Path:
     """Write the export folder; returns it. With check, runs each file on the example inputs and refuses one whose
     outputs differ from the checkpoint's by more than tolerance."""
     if fmt not in FORMATS:
         raise UserError(f"format={fmt}: choose one of {', '.join(FORMATS)}.")
+    if quantize not in (None, "dynamic") or (quantize and fmt != "onnx"):
+        raise UserError(f"quantize={quantize}: the choices are dynamic (with format=onnx) or null.")
     if fmt == "onnx":
         missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
@@ -92,7 +94,10 @@ def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset:
                 raise UserError(f"the exported {name} graph's outputs differ from the checkpoint's by "
                                 f"{difference:.2g} (> tolerance={tolerance}): not written. Report it with the "
                                 f"checkpoint.")
+            if quantize:
+                written_int8 = _quantize(file, inputs)
             written.append({"name": name, "file": file.name, "checked_max_abs_difference": difference,
+                            **({"int8": written_int8} if quantize else {}),
                             "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
                                         "shape": [dynamic.get(n, {}).get(i, d) for i, d in enumerate(t.shape)]}
                                        for n, t in inputs.items()],
@@ -126,6 +131,32 @@ def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset:
     return folder
 
 
+def _quantize(file: Path, inputs: dict) -> dict:
+    """<graph>.int8.onnx beside <graph>.onnx: int8 weights for MatMul/Gemm and LSTM (ONNX Runtime's dynamic
+    quantization); returns its file name and how far its first output is from the float graph's on the examples."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    int8 = file.with_name(f"{file.stem}.int8.onnx")
+    prepared = file.with_name(f"{file.stem}.prep.onnx")
+    logging.disable(logging.INFO)  # the quantizer's notes on each tensor it leaves alone
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            warnings.simplefilter("ignore")
+            try:
+                quant_pre_process(str(file), str(prepared), skip_symbolic_shape=True)
+            except Exception:  # noqa: BLE001 - the pre-processing is an optimisation; quantize the file as it is
+                shutil.copy(file, prepared)
+            quantize_dynamic(str(prepared), str(int8), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
+    finally:
+        logging.disable(logging.NOTSET)
+        prepared.unlink(missing_ok=True)
+    a, b = run_exported(file, inputs)[0], run_exported(int8, inputs)[0]
+    return {"file": int8.name, "size_bytes": int8.stat().st_size,
+            "max_abs_difference_from_float": float(abs(torch.as_tensor(a).float() - torch.as_tensor(b).float()).max())}
+
+
 def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, fmt: str, opset: int, check: bool,
            ckpt_path: str) -> float | None:
     """One graph to one file; with check, the largest difference between the file's outputs and the module's."""
@@ -147,12 +178,16 @@ def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, 
         if fmt == "torch_export":
             torch.export.save(program, file)
         elif program is not None:  # the exporter's optimiser prints what it folds: not for the user
-            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-                named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
-                onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
-                                                 opset_version=opset, dynamo=True, verbose=False,
-                                                 dynamic_shapes=named)
-                onnx_program.save(str(file))
+            logging.disable(logging.WARNING)  # ... and logs each constant it folds
+            try:
+                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                    named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
+                    onnx_program = torch.onnx.export(program, args, input_names=names, output_names=outputs,
+                                                     opset_version=opset, dynamo=True, verbose=False,
+                                                     dynamic_shapes=named)
+                    onnx_program.save(str(file))
+            finally:
+                logging.disable(logging.NOTSET)
         else:  # TorchScript's ONNX exporter writes recurrent layers as ONNX's LSTM/GRU, of any length
             torch.onnx.export(module, args, str(file), input_names=names, output_names=outputs,
                               dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)

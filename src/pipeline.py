@@ -316,7 +316,7 @@ def export(cfg: DictConfig) -> Path:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return exporting.export(str(cfg.ckpt_path), cfg.format, cfg.get("out_dir"), int(cfg.opset), bool(cfg.check),
-                            float(cfg.tolerance))
+                            float(cfg.tolerance), cfg.get("quantize"))
 
 
 # -- prepare -----------------------------------------------------------------------------------------

@@ -171,3 +171,19 @@ def test_the_image_model_is_normalised_inside_the_graph(runs, tmp_path):
     pixels = np.asarray(Image.open(files[0]).convert("L"), dtype=np.uint8)[None, None]
     assert abs(float(session.run(None, {"input": pixels})[0].sum()) - 1) < 1e-5
     assert torch.equal(_inputs_of(ckpt, files[:1])["input"], torch.from_numpy(pixels))
+
+
+def test_quantize_dynamic_writes_int8_weights_beside_the_float_model(runs, tmp_path):
+    from src.export import run_exported
+
+    ckpt, sentences = runs["sentiment"]
+    out = tmp_path / "q"
+    code, _, err = cli("export.py", f"ckpt_path={ckpt}", f"out_dir={out}", "quantize=dynamic")
+    assert code == 0, err
+    (graph,) = json.loads((out / "model.json").read_text())["graphs"]
+    assert graph["int8"]["file"] == "model.int8.onnx" and (out / "model.int8.onnx").is_file()
+    inputs = _inputs_of(ckpt, sentences)
+    full, int8 = (np.asarray(run_exported(out / name, inputs)[0]) for name in ("model.onnx", "model.int8.onnx"))
+    assert np.abs(full - int8).max() < 0.05  # int8 weights: close, not equal
+    code, _, err = cli("export.py", f"ckpt_path={ckpt}", "format=torch_export", "quantize=dynamic")
+    assert code == 2 and "quantize=dynamic" in err and "format=onnx" in err
