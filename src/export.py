@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -157,6 +158,20 @@ def _quantize(file: Path, inputs: dict) -> dict:
             "max_abs_difference_from_float": float(abs(torch.as_tensor(a).float() - torch.as_tensor(b).float()).max())}
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The process's stderr (file descriptor 2, where C++ code writes) sent to /dev/null while the block runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, fmt: str, opset: int, check: bool,
            ckpt_path: str) -> float | None:
     """One graph to one file; with check, the largest difference between the file's outputs and the module's."""
@@ -189,8 +204,9 @@ def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, 
             finally:
                 logging.disable(logging.NOTSET)
         else:  # TorchScript's ONNX exporter writes recurrent layers as ONNX's LSTM/GRU, of any length
-            torch.onnx.export(module, args, str(file), input_names=names, output_names=outputs,
-                              dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)
+            with _quiet_stderr():  # its C++ notes on shape inference of packed sequences (the check below judges)
+                torch.onnx.export(module, args, str(file), input_names=names, output_names=outputs,
+                                  dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)
     if not check:
         return None
     with warnings.catch_warnings():
