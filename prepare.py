@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     from src.checks import CONF_DIR
     from src.cli import config_message, run
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             cfg = compose("train", overrides=argv, return_hydra_config=True)

@@ -64,6 +64,16 @@ def cli(script: str, *args: str) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+def run_here(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """run_script's answer, from the command run in this process (cli): for tests of what a command prints and
+    writes, where the process itself (signals, kills, its imports) is not what is tested."""
+    code, out, err = cli(script, *args)
+    if check and code != 0:
+        raise AssertionError(f"{script} {' '.join(args)} exited {code}\n--- stdout ---\n{out[-4000:]}\n"
+                             f"--- stderr ---\n{err[-4000:]}")
+    return subprocess.CompletedProcess([script, *args], code, out, err)
+
+
 @contextlib.contextmanager
 def composed(config_name: str, overrides: list[str], run_dir: Path | None = None):
     """The config an entry point composes (train, eval or predict), as Hydra's main sets it up: Hydra initialised

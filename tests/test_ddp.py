@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from tests.helpers import QUICK, ROOT, run_script
+from tests.helpers import QUICK, ROOT, run_here, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_ddp_test_metrics_equal_a_single_process_on_an_odd_test_set(ddp_run, tmp
     _, run_dir, _ = ddp_run
     ddp = json.loads((run_dir / "metrics.json").read_text())
     ckpt = next((run_dir / "checkpoints").glob("best-*.ckpt"))
-    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", "trainer.accelerator=cpu")
+    run_here("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", "trainer.accelerator=cpu")
     single = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert {k: v for k, v in ddp.items() if k.startswith("test/") and k != "test/loss"} == pytest.approx(
         {k: v for k, v in single.items() if k != "test/loss"}, abs=1e-6)

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from tests.helpers import QUICK, run_script, train_here
+from tests.helpers import QUICK, run_here, run_script, train_here
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_killed_run_resumes_with_ckpt_path_last_and_matches_an_uninterrupted_one
     assert killed.returncode != 0 and not list(logs.rglob("metrics.json"))
     (last,) = logs.glob("image/*/*/checkpoints/last.ckpt")
     assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of the first epoch
-    proc = run_script("train.py", *QUICK, *args, f"paths.log_dir={logs}", "ckpt_path=last")  # the newest run's
+    proc = run_here("train.py", *QUICK, *args, f"paths.log_dir={logs}", "ckpt_path=last")  # the newest run's
     assert f"resuming from {last}" in proc.stdout
     resumed = json.loads((last.parent.parent / "metrics.json").read_text())  # the same run directory
     assert resumed == whole
@@ -67,8 +67,8 @@ def test_a_kill_while_a_checkpoint_is_written_leaves_every_checkpoint_whole(tmp_
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    proc = run_script("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
-                      "+callbacks.poison._target_=tests.helpers.PoisonLoss", "+callbacks.poison.step=45", check=False)
+    proc = run_here("train.py", *QUICK, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
+                    "+callbacks.poison._target_=tests.helpers.PoisonLoss", "+callbacks.poison.step=45", check=False)
     assert proc.returncode == 2
     message = proc.stderr.strip().splitlines()[-1]
     assert "NaN or infinite at step 45" in message and "optimizer.lr" in message and "gradient_clip_val" in message

@@ -1,17 +1,12 @@
 """python prepare.py: a login node downloads and builds the caches; a job without network trains from them."""
-import sys
-
 import pytest
 
-from tests.helpers import ROOT, train_here
+from tests.helpers import run_here, train_here
 from tests.test_sentiment import tiny_sst2
 
 
 def prepare(*overrides):
-    import subprocess
-
-    return subprocess.run([sys.executable, "prepare.py", *overrides], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return run_here("prepare.py", *overrides, check=False)
 
 
 @pytest.mark.slow

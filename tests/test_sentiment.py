@@ -11,7 +11,7 @@ import torch
 
 from src.cli import quote_text
 from src.models.text import POOLINGS, RNNClassifier, TextCNN, WordDropout
-from tests.helpers import eval_here, predict_here, run_script, train_here
+from tests.helpers import eval_here, predict_here, run_here, train_here
 
 MODELS = [(RNNClassifier, {"cell": "lstm", "pooling": p}) for p in POOLINGS] + [
     (RNNClassifier, {"cell": "gru", "pooling": "max", "layers": 2, "bidirectional": False}),
@@ -219,7 +219,7 @@ def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
 @pytest.mark.slow
 def test_predict_reads_text_and_files_of_lines(trained, tmp_path):
     ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))
-    out = run_script("predict.py", f"ckpt_path={ckpt}", "input=a gorgeous, witty film")
+    out = run_here("predict.py", f"ckpt_path={ckpt}", "input=a gorgeous, witty film")
     line = json.loads(out.stdout.strip().splitlines()[-1])
     assert line["input"] == "a gorgeous, witty film" and line["prediction"] == "positive"
     (tmp_path / "reviews.txt").write_text("the plot is dull\n\nquite charming and moving\n")

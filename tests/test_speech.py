@@ -10,7 +10,7 @@ from src.data.audio.augment import augment_waveforms, time_shift
 from src.data.audio.espeak import synthesise
 from src.data.audio.spoken_words import SpokenWordsDataModule
 from src.models.audio import CRNN, Features, SpecAugment, SpeechResNet
-from tests.helpers import eval_here, predict_here, run_script, train_here
+from tests.helpers import eval_here, predict_here, run_here, train_here
 
 VARIANTS = ["m1", "m3", "f1", "f4", "klatt", "klatt3", "croak", "m2", "iven", "steph", "max", "belinda"]
 
@@ -239,7 +239,7 @@ def test_predict_names_the_word_in_a_wav_file(trained, tmp_path):
     (line,) = predict_here(ckpt, f"input={tmp_path / 'clip.wav'}")
     assert line["prediction"] in ("yes", "no", "stop") and 0 < line["probability"] <= 1
     (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
-    bad = run_script("predict.py", f"ckpt_path={ckpt}", f"input={tmp_path / 'junk.wav'}", check=False)
+    bad = run_here("predict.py", f"ckpt_path={ckpt}", f"input={tmp_path / 'junk.wav'}", check=False)
     assert bad.returncode == 2 and "junk.wav" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from src import pipeline
-from tests.helpers import QUICK, predict_here, run_script, train_here
+from tests.helpers import QUICK, predict_here, run_here, train_here
 
 SHORT = ["trainer.max_epochs=3"]
 
@@ -84,7 +84,7 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_eval_tests_a_checkpoint_with_the_same_metrics(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
-    run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
+    run_here("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "trainer.accelerator=cpu")
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
     original = json.loads((trained / "metrics.json").read_text())
     assert evaluated == {k: v for k, v in original.items() if k.startswith("test/")}
@@ -103,7 +103,7 @@ def test_predict_prints_one_json_line_per_image(trained, tmp_path):
         paths.append(path)
     (tmp_path / "list.txt").write_text("\n".join(p.name for p in paths) + "\n")
     ckpt = trained / "checkpoints" / "last.ckpt"
-    one = run_script("predict.py", f"ckpt_path={ckpt}", f"input={paths[0]}")
+    one = run_here("predict.py", f"ckpt_path={ckpt}", f"input={paths[0]}")
     line = json.loads(one.stdout.strip().splitlines()[-1])
     assert line["prediction"] in [str(i) for i in range(10)] and 0 < line["probability"] <= 1
     lines = predict_here(ckpt, f"inputs={tmp_path / 'list.txt'}", "top_k=2")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from src.errors import UserError
-from tests.helpers import eval_here, predict_here, run_script, train_here
+from tests.helpers import eval_here, predict_here, run_here, train_here
 
 pytestmark = pytest.mark.slow  # every test uses a trained run
 
@@ -44,7 +44,7 @@ def test_eval_repeats_the_test_metrics(trained, tmp_path):
 
 def test_predict_translates_text_and_files_of_lines(trained, tmp_path):
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
-    one = run_script("predict.py", f"ckpt_path={ckpt}", "input=three hundred and forty-two")
+    one = run_here("predict.py", f"ckpt_path={ckpt}", "input=three hundred and forty-two")
     line = json.loads(one.stdout.strip().splitlines()[-1])
     assert line["input"] == "three hundred and forty-two" and isinstance(line["translation"], str)
     (tmp_path / "lines.txt").write_text("seven\ntwelve\nninety-nine\n")
