@@ -2,14 +2,12 @@
 that commit's eval.py and predict.py did (tests/fixtures/legacy: the checkpoints, the inputs, what was printed)."""
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from src import pipeline
 from src.checkpoint import current_path, read_checkpoint
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_here
 
 LEGACY = ROOT / "tests" / "fixtures" / "legacy"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text())
@@ -66,12 +64,8 @@ def _same_prediction(result: dict, expected: dict) -> bool:
 def test_the_entry_points_take_an_old_checkpoint(workdir):
     """eval.py and predict.py themselves, as a user types them, on the image fixture."""
     ckpt = LEGACY / "image.ckpt"
-    run = [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", "hydra.run.dir=eval", "trainer.accelerator=cpu"]
-    proc = subprocess.run(run, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_here("eval.py", f"ckpt_path={ckpt}", "hydra.run.dir=eval", "trainer.accelerator=cpu")
     assert json.loads((workdir / "eval" / "metrics.json").read_text()) == \
         pytest.approx(EXPECTED["image"]["eval"], rel=1e-5)
-    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={ckpt}", f"input={_input('image')}",
-                           "device=cpu"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_here("predict.py", f"ckpt_path={ckpt}", f"input={_input('image')}", "device=cpu")
     assert _same_prediction(json.loads(proc.stdout.splitlines()[-1]), EXPECTED["image"]["predict"])

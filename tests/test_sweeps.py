@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from tests.helpers import QUICK, run_script
+from tests.helpers import QUICK, run_here
 
 pytestmark = pytest.mark.slow  # every test is a multirun of several trainings
 
@@ -15,7 +15,7 @@ FAST = [*QUICK, "trainer.max_epochs=1", "trainer.limit_train_batches=5"]
 
 def test_a_grid_runs_each_point_in_its_own_directory_and_ends_with_a_summary(tmp_path):
     # the grid the issue names
-    proc = run_script("train.py", "-m", *FAST, "task=image", "optimizer.lr=1e-3,1e-2", "model.width=16,32",
+    proc = run_here("train.py", "-m", *FAST, "task=image", "optimizer.lr=1e-3,1e-2", "model.width=16,32",
                       f"paths.sweep_dir={tmp_path}")
     found = sorted(tmp_path.glob("*/*/*/metrics.json"))
     assert [p.parent.name for p in found] == ["0", "1", "2", "3"], proc.stdout[-2000:]
@@ -36,10 +36,10 @@ def test_a_grid_runs_each_point_in_its_own_directory_and_ends_with_a_summary(tmp
 
 def test_an_optuna_search_names_its_best_trial_and_resumes_where_it_stopped(tmp_path):
     search = ["hparams_search=image_optuna", *FAST, f"paths.sweep_dir={tmp_path}"]
-    run_script("train.py", *search, "hydra.sweeper.n_trials=3")
+    run_here("train.py", *search, "hydra.sweeper.n_trials=3")
     study = tmp_path / "optuna" / "image"
     assert sorted(p.name for p in study.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
-    proc = run_script("train.py", *search, "hydra.sweeper.n_trials=4")  # the same search, one trial more
+    proc = run_here("train.py", *search, "hydra.sweeper.n_trials=4")  # the same search, one trial more
     assert "3 trials finished, 1 to go" in proc.stdout
     runs = sorted(p.name for p in study.iterdir() if p.name.isdigit())
     assert runs == ["0", "1", "2", "3"]  # one new run, numbered after the others
