@@ -319,6 +319,21 @@ def export(cfg: DictConfig) -> Path:
                             float(cfg.tolerance), cfg.get("quantize"))
 
 
+# -- serve -------------------------------------------------------------------------------------------
+def serve(cfg: DictConfig) -> None:
+    """Load a checkpoint once and answer HTTP until stopped (src/serve.py)."""
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"serve.py needs {', '.join(missing)}: run `uv sync --extra serve` (or `pip install fastapi "
+                        f"uvicorn python-multipart`).")
+    from src import serve as serving
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    serving.serve(cfg)
+
+
 # -- prepare -----------------------------------------------------------------------------------------
 def prepare(cfg: DictConfig) -> dict:
     """Download, check and build the caches of a data set without training; returns its info."""

@@ -1,0 +1,148 @@
+"""serve.py as a user runs it: a real server on a free loopback port, real HTTP requests (good ones, bad ones, many
+at once), and the same answers predict.py gives."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.helpers import ROOT, predict_here, train_here
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(url: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, dict | str]:
+    request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def _multipart(name: str, data: bytes, content_type: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """An image server and a sentiment server, each started as `python serve.py ...` on its own loopback port."""
+    from PIL import Image
+
+    from src.data.image.digits import DigitsDataModule
+
+    root = tmp_path_factory.mktemp("serve")
+    train_here(root / "image", "trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2")
+    reviews = root / "reviews.csv"
+    rows = [("a gorgeous witty film", "pos"), ("a dull tedious mess", "neg")] * 30
+    reviews.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    train_here(root / "text", "task=sentiment", "data=text_csv", f"data.path={reviews}", "model.hidden=16",
+               "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}")
+    digits = DigitsDataModule()
+    digits.setup("test")
+    images = []
+    for i in range(8):
+        path = root / f"{i}.png"
+        Image.fromarray(digits.test_set[i][0][0].numpy(), mode="L").save(path)
+        images.append(path)
+    started = {}
+    for name in ("image", "text"):
+        port = _free_port()
+        ckpt = root / name / "checkpoints" / "last.ckpt"
+        proc = subprocess.Popen([sys.executable, "serve.py", f"ckpt_path={ckpt}", f"port={port}", "device=cpu",
+                                 "max_text_chars=200", "max_body_bytes=200000", "max_wait_ms=20"],
+                                cwd=ROOT, stdout=open(root / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+        started[name] = (proc, f"http://127.0.0.1:{port}", ckpt)
+    for name, (proc, url, _) in started.items():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, (root / f"{name}.log").read_text()
+            try:
+                if _request(url + "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+    yield {**{k: (url, ckpt) for k, (_, url, ckpt) in started.items()}, "images": images}
+    for proc, _, _ in started.values():
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_server_answers_as_predict_py_does(servers, tmp_path):
+    url, ckpt = servers["image"]
+    status, info = _request(url + "/info")
+    assert status == 200 and info["task"] == "image" and info["labels"] == [str(i) for i in range(10)]
+    files = servers["images"]
+    (listed := tmp_path / "list.txt").write_text("\n".join(map(str, files)) + "\n")
+    expected = predict_here(ckpt, f"inputs={listed}")
+    for path, want in zip(files, expected):
+        status, got = _request(url + "/predict", path.read_bytes(), "image/png")  # the file as the body
+        assert status == 200 and got["prediction"] == want["prediction"] and got["top_k"] == want["top_k"]
+        body, kind = _multipart(path.name, path.read_bytes(), "image/png")  # ... or as a form's file
+        status, got = _request(url + "/predict", body, kind)
+        assert status == 200 and got["input"] == path.name and got["top_k"] == want["top_k"]
+    text_url, text_ckpt = servers["text"]
+    want = predict_here(text_ckpt, "input=a gorgeous witty film")[0]
+    status, got = _request(text_url + "/predict", json.dumps({"input": "a gorgeous witty film"}).encode(),
+                           "application/json")
+    assert status == 200 and got["prediction"] == want["prediction"] and got["top_k"] == want["top_k"]
+    status, page = _request(url + "/")
+    assert status == 200 and "<title>gradlab: image</title>" in page and "/predict" in page
+
+
+@pytest.mark.parametrize("server,body,kind,status,words", [
+    ("image", b"", "image/png", 400, "no body"),
+    ("image", b"hello", "text/plain", 415, "Content-Type text/plain"),
+    ("image", b"not a png at all", "image/png", 422, "not an image"),
+    ("image", b"x" * 300000, "image/png", 413, "max_body_bytes=200000"),
+    ("text", b"{\"input\": ", "application/json", 400, "not valid JSON"),
+    ("text", b"{\"text\": \"hi\"}", "application/json", 400, "no \"input\" string"),
+    ("text", b"{\"input\": \"   \"}", "application/json", 422, "the input is empty"),
+    ("text", json.dumps({"input": "word " * 100}).encode(), "application/json", 413, "max_text_chars=200"),
+    ("text", b"a gorgeous film", "text/plain", 415, "application/json"),
+])
+def test_a_bad_request_gets_a_4xx_naming_the_problem_and_the_server_goes_on(servers, server, body, kind, status,
+                                                                             words):
+    url, _ = servers[server]
+    got_status, got = _request(url + "/predict", body, kind)
+    assert got_status == status and words in got["error"], got
+    assert _request(url + "/health") == (200, {"status": "ok"})
+
+
+def test_requests_that_arrive_together_are_predicted_in_batches(servers):
+    url, _ = servers["image"]
+    before = _request(url + "/info")[1]
+    files = [p.read_bytes() for p in servers["images"]] * 8
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda data: _request(url + "/predict", data, "image/png"), files))
+    assert all(status == 200 for status, _ in answers)
+    singles = {i: _request(url + "/predict", data, "image/png")[1]["top_k"] for i, data in
+               enumerate(files[:len(servers["images"])])}
+    for i, (_, answer) in enumerate(answers):  # a batched answer is the answer alone (to float rounding)
+        alone = singles[i % len(singles)]
+        assert [c for c, _ in answer["top_k"]] == [c for c, _ in alone]
+        assert max(abs(p - q) for (_, p), (_, q) in zip(answer["top_k"], alone)) < 1e-5
+    after = _request(url + "/info")[1]
+    inputs, batches = after["inputs"] - before["inputs"], after["batches"] - before["batches"]
+    assert inputs >= len(files) and batches < inputs  # some requests shared a batch
