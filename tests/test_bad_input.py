@@ -373,7 +373,7 @@ def test_a_new_run_in_a_directory_that_holds_one_is_refused(bad, tmp_path):
 @pytest.mark.slow
 def test_a_second_run_in_the_same_directory_stops_at_once_naming_the_first(tmp_path):
     run = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "train.py", *QUICK, f"hydra.run.dir={run}", "trainer.max_epochs=3"],
+    first = subprocess.Popen([sys.executable, "train.py", *QUICK, f"hydra.run.dir={run}", "trainer.max_epochs=2"],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120
@@ -385,8 +385,8 @@ def test_a_second_run_in_the_same_directory_stops_at_once_naming_the_first(tmp_p
     finally:
         out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out
-    assert "trainer.max_epochs=3" in (run / ".hydra" / "overrides.yaml").read_text()
-    assert json.loads((run / "run.json").read_text())["epochs"] == 3
+    assert "trainer.max_epochs=2" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert json.loads((run / "run.json").read_text())["epochs"] == 2
     assert "test/acc" in json.loads((run / "metrics.json").read_text())
 
 
