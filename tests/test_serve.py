@@ -146,3 +146,37 @@ def test_requests_that_arrive_together_are_predicted_in_batches(servers):
     after = _request(url + "/info")[1]
     inputs, batches = after["inputs"] - before["inputs"], after["batches"] - before["batches"]
     assert inputs >= len(files) and batches < inputs  # some requests shared a batch
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_page_shows_a_prediction_in_a_real_browser(servers, tmp_path):
+    """Headless chromium (Debian's, which .ci/run installs) driven by Playwright: a sentence typed on the sentiment
+    server's page, an image chosen on the image server's; each prediction appears with its bars."""
+    browser_path = _chromium()
+    if browser_path is None:
+        pytest.skip("no chromium here: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(servers["text"][0] + "/")
+        page.fill("#text", "a gorgeous witty film")
+        page.click("#send")
+        page.wait_for_function("document.getElementById('prediction').textContent.length > 0", timeout=30000)
+        assert page.text_content("#prediction") in ("pos", "neg")
+        assert page.locator("#bars .row").count() == 2
+        page.screenshot(path=str(tmp_path / "sentiment.png"))
+        page.goto(servers["image"][0] + "/")
+        page.set_input_files("#file", str(servers["images"][0]))
+        page.wait_for_function("document.getElementById('prediction').textContent.length > 0", timeout=30000)
+        assert page.text_content("#prediction") in [str(i) for i in range(10)]
+        assert page.locator("#bars .row").count() == 3 and page.text_content("#error") == ""
+        page.screenshot(path=str(tmp_path / "image.png"))
+        browser.close()
+    assert (tmp_path / "sentiment.png").stat().st_size > 1000 and (tmp_path / "image.png").stat().st_size > 1000
