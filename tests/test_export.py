@@ -43,17 +43,10 @@ def runs(tmp_path_factory):
 
     recordings = sorted((SHARED_DATA / "fsdd" / "recordings").glob("*_george_1.wav"))[:6] + sorted(
         (SHARED_DATA / "fsdd" / "recordings").glob("*_theo_2.wav"))[:6]
-    if not recordings:  # synthesised clips of the run's own test split, written as WAV files
-        import soundfile as sf
+    if not recordings:  # without ../shared: tones, as WAV files
+        from tests.test_serve import recordings as tones
 
-        from src.data.audio.base import read_audio
-
-        recordings = []
-        for i, wav in enumerate(sorted((root / "cache").rglob("*.wav"))[:12]):
-            path = root / "wavs" / f"{i}.wav"
-            path.parent.mkdir(exist_ok=True)
-            sf.write(path, read_audio(wav, 16000).numpy(), 16000)
-            recordings.append(path)
+        recordings = tones(root, 12)
     reviews = root / "reviews.csv"
     rows = [("a gorgeous witty film", "pos"), ("a dull tedious mess", "neg"), ("moving and funny", "pos"),
             ("flat , lifeless and far too long", "neg")] * 20

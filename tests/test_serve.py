@@ -17,6 +17,22 @@ import pytest
 from tests.helpers import ROOT, predict_here, train_here
 
 
+def recordings(folder, n: int) -> list:
+    """n real recordings (FSDD, from ../shared) or, without them, n tones written as 16 kHz WAV files."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.helpers import SHARED_DATA
+
+    found = sorted((SHARED_DATA / "fsdd" / "recordings").glob("*_george_1.wav"))[:n]
+    if found:
+        return found
+    for i in range(n):
+        t = np.arange(8000) / 16000
+        sf.write(folder / f"tone{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t)).astype("float32"), 16000)
+    return [folder / f"tone{i}.wav" for i in range(n)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,6 +75,11 @@ def servers(tmp_path_factory):
     reviews.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
     train_here(root / "text", "task=sentiment", "data=text_csv", f"data.path={reviews}", "model.hidden=16",
                "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}")
+    train_here(root / "speech", "task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-x-rp]",
+               "data.variants=[m1,m3,f1,f4,klatt,croak]", "data.per_voice=3", "data.val_voices=0.2",
+               "data.test_voices=0.2", "trainer.max_epochs=1", "model.widths=[16,32,32]",
+               f"paths.cache_dir={root / 'cache'}")
+    clips = recordings(root, 4)
     digits = DigitsDataModule()
     digits.setup("test")
     images = []
@@ -67,7 +88,7 @@ def servers(tmp_path_factory):
         Image.fromarray(digits.test_set[i][0][0].numpy(), mode="L").save(path)
         images.append(path)
     started = {}
-    for name in ("image", "text"):
+    for name in ("image", "text", "speech"):
         port = _free_port()
         ckpt = root / name / "checkpoints" / "last.ckpt"
         proc = subprocess.Popen([sys.executable, "serve.py", f"ckpt_path={ckpt}", f"port={port}", "device=cpu",
@@ -83,7 +104,7 @@ def servers(tmp_path_factory):
                     break
             except OSError:
                 time.sleep(0.2)
-    yield {**{k: (url, ckpt) for k, (_, url, ckpt) in started.items()}, "images": images}
+    yield {**{k: (url, ckpt) for k, (_, url, ckpt) in started.items()}, "images": images, "clips": clips}
     for proc, _, _ in started.values():
         proc.terminate()
         proc.wait(timeout=30)
@@ -107,6 +128,13 @@ def test_a_server_answers_as_predict_py_does(servers, tmp_path):
     status, got = _request(text_url + "/predict", json.dumps({"input": "a gorgeous witty film"}).encode(),
                            "application/json")
     assert status == 200 and got["prediction"] == want["prediction"] and got["top_k"] == want["top_k"]
+    speech_url, speech_ckpt = servers["speech"]
+    for clip in servers["clips"]:
+        want = predict_here(speech_ckpt, f"input={clip}")[0]
+        status, got = _request(speech_url + "/predict", clip.read_bytes(), "audio/wav")
+        assert status == 200 and got["prediction"] == want["prediction"] and got["top_k"] == want["top_k"]
+    status, got = _request(speech_url + "/predict", b"RIFF not really", "audio/wav")
+    assert status == 422 and "not an audio file" in got["error"]
     status, page = _request(url + "/")
     assert status == 200 and "<title>gradlab: image</title>" in page and "/predict" in page
 
