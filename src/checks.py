@@ -190,7 +190,7 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
 
 
 
-def _recipe_task(group: str, name: str) -> str | None:
+def recipe_task(group: str, name: str) -> str | None:
     """The task a recipe (conf/experiment/, conf/hparams_search/) sets in its defaults list, if it sets one."""
     path = CONF_DIR / group / f"{name}.yaml"
     if not path.is_file():
@@ -204,7 +204,7 @@ def _recipe_task(group: str, name: str) -> str | None:
 
 
 def _recipes_of(group: str, task: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if _recipe_task(group, p.stem) == task)
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if recipe_task(group, p.stem) == task)
 
 
 def _task_lists() -> dict[str, dict]:
@@ -226,7 +226,7 @@ def check_choices(choices) -> None:
         return
     for group in ("experiment", "hparams_search"):
         name = choices.get(group)
-        wanted = _recipe_task(group, name) if name else None
+        wanted = recipe_task(group, name) if name else None
         if wanted and wanted != task:
             own = ", ".join(_recipes_of(group, task)) or "none yet"
             raise UserError(f"{group}={name} is a recipe of task={wanted}, but task={task} was given: drop "

@@ -34,12 +34,15 @@ def run(cfg: DictConfig, config_name: str, action: str):
         cause = out_of_space(e)
         if cause is None:
             raise
-        full = DiskFull(Path(cause.filename or cfg.get("paths", {}).get("output_dir") or "."), cause)  # a log
-        print(f"{full.prefix}{full}", file=sys.stderr, flush=True)
-        sys.exit(full.exit_code)
+        _exit(DiskFull(Path(cause.filename or cfg.get("paths", {}).get("output_dir") or "."), cause))  # a log
     except UserError as e:
-        print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
-        sys.exit(e.exit_code)
+        _exit(e)
+
+
+def _exit(error) -> None:
+    """End the process with a UserError's one line on stderr and its exit status."""
+    print(f"{error.prefix}{error}", file=sys.stderr, flush=True)
+    sys.exit(error.exit_code)
 
 
 def report_errors(hydra_main, config_name: str) -> None:
@@ -58,8 +61,7 @@ def report_errors(hydra_main, config_name: str) -> None:
         try:
             return func()
         except UserError as e:
-            print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
-            sys.exit(e.exit_code)
+            _exit(e)
         except (ConfigCompositionException, OverrideParseException) as e:
             print(f"error: {config_message(e, config_name, sys.argv[1:])}", file=sys.stderr, flush=True)
             sys.exit(2)
@@ -88,12 +90,13 @@ def _defaults_config(config_name: str, args: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    conf = Path(__file__).resolve().parent.parent / "conf"
+    from src.checks import CONF_DIR
+
     groups = [a for a in args if "=" in a and "," not in a and not a.startswith(("+", "~", "hydra"))
-              and (conf / a.split("=", 1)[0]).is_dir()]
+              and (CONF_DIR / a.split("=", 1)[0]).is_dir()]
     try:
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name=config_name, overrides=groups)
     except Exception:  # noqa: BLE001 - a hint is a courtesy
         return None
@@ -172,8 +175,7 @@ class RunDirectory(Callback):
         try:
             self._settle(config, config_name)
         except UserError as e:  # Hydra turns a callback's exceptions into warnings: stop here
-            print(f"{e.prefix}{e}", file=sys.stderr, flush=True)
-            sys.exit(e.exit_code)
+            _exit(e)
 
     def _settle(self, config, config_name: str) -> None:
         import fcntl
@@ -272,13 +274,10 @@ def find_last_checkpoint(args: list[str]) -> Path | None:
         path = Path(given["hydra.run.dir"].strip("'\"")) / "checkpoints" / "last.ckpt"
         return path if path.is_file() else None
     task = given.get("task", "image")
-    for a in args:  # an experiment names its task in its own file
-        if a.startswith("experiment="):
-            recipe = Path(__file__).resolve().parent.parent / "conf" / "experiment" / f"{a.split('=', 1)[1]}.yaml"
-            if recipe.is_file():
-                for line in recipe.read_text().splitlines():
-                    if line.strip().startswith("- override /task:"):
-                        task = line.split(":", 1)[1].strip()
+    if "experiment" in given:  # an experiment names its task in its own file
+        from src.checks import recipe_task
+
+        task = recipe_task("experiment", given["experiment"]) or task
     root = Path(given.get("paths.log_dir", Path(given.get("paths.root_dir", ".")) / "outputs")) / task
     found = sorted(root.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None

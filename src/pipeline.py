@@ -270,7 +270,13 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _to(batch, device):
+def pick_device(device: str) -> str:
+    """cpu, cuda, ... as given; auto: cuda where there is one."""
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_device(batch, device):
+    """A collate_inputs batch (a tensor, or a dict of tensors and lists) on the device."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device)
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -279,7 +285,7 @@ def _to(batch, device):
 def predict(cfg: DictConfig) -> list[dict]:
     """Each input through the checkpoint's data module (read_input, collate_inputs) and task (predict_batch); one
     JSON line per input on stdout: that is predict.py's output, not a log."""
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.device)
     task = load_task(cfg.ckpt_path, map_location=device)
     task.to(device)
     data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
@@ -299,7 +305,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         if not chunk:
             continue
         batch = data_cls.collate_inputs(samples, info)
-        for item, result in zip(chunk, task.predict_batch(_to(batch, device), top_k=int(cfg.top_k))):
+        for item, result in zip(chunk, task.predict_batch(to_device(batch, device), top_k=int(cfg.top_k))):
             result = {"input": item, **result}
             print(json.dumps(result, ensure_ascii=False), flush=True)
             results.append(result)

@@ -32,6 +32,7 @@ from hydra.utils import get_class
 
 from src.checkpoint import load_task, task_name
 from src.errors import UserError
+from src.pipeline import pick_device, to_device
 from src.records import git
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Model:
 
     def __init__(self, ckpt_path: str, device: str = "auto", top_k: int = 3, max_batch_size: int = 32,
                  max_wait_ms: float = 5.0):
-        device = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = pick_device(device)
         self.task = load_task(ckpt_path, map_location=device).to(device).eval()
         self.device = device
         self.data_cls, self.info = get_class(self.task.hparams.data["_target_"]), self.task.data_info
@@ -70,11 +71,7 @@ class Model:
             raise BadRequest(422, str(e)) from None
 
     def run(self, samples: list) -> list[dict]:
-        batch = self.data_cls.collate_inputs(samples, self.info)
-        if isinstance(batch, torch.Tensor):
-            batch = batch.to(self.device)
-        elif isinstance(batch, dict):
-            batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = to_device(self.data_cls.collate_inputs(samples, self.info), self.device)
         with torch.inference_mode():
             return self.task.predict_batch(batch, top_k=self.top_k)
 

@@ -19,6 +19,49 @@ QUICK = ["trainer.accelerator=cpu", "callbacks.progress_bar=null", "callbacks.mo
          "trainer.enable_model_summary=false"]
 
 
+# small runs, for tests that need a task's checkpoint rather than a good model
+TINY_IMAGE = ["trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2"]
+TINY_SPEECH = ["task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-x-rp]",
+               "data.variants=[m1,m3,f1,f4,klatt,croak]", "data.per_voice=3", "data.val_voices=0.2",
+               "data.test_voices=0.2", "trainer.max_epochs=1", "model.widths=[16,32,32]"]
+
+
+def reviews_csv(path: Path) -> Path:
+    """A small text_csv file of two classes (text,label with a header)."""
+    rows = [("a gorgeous witty film", "pos"), ("a dull tedious mess", "neg")] * 30
+    path.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    return path
+
+
+def digit_images(folder: Path, n: int) -> list[Path]:
+    """The first n test images of the embedded digits, as PNG files (lossless: read back, the same uint8)."""
+    from PIL import Image
+
+    from src.data.image.digits import DigitsDataModule
+
+    digits = DigitsDataModule()
+    digits.setup("test")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(digits.test_set[i][0][0].numpy(), mode="L").save(folder / f"{i}.png")
+    return [folder / f"{i}.png" for i in range(n)]
+
+
+def recordings(folder: Path, n: int) -> list[Path]:
+    """n real recordings (FSDD's first take of each digit by each speaker, from ../shared) or, without them, n tones
+    written as 16 kHz WAV files."""
+    import numpy as np
+    import soundfile as sf
+
+    found = sorted((SHARED_DATA / "fsdd" / "recordings").glob("*_1.wav"))[:n]
+    if found:
+        return found
+    t = np.arange(8000) / 16000
+    for i in range(n):
+        sf.write(folder / f"tone{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t)).astype("float32"), 16000)
+    return [folder / f"tone{i}.wav" for i in range(n)]
+
+
 def run_script(script: str, *overrides: str, timeout: float = 600, env: dict | None = None,
                check: bool = True) -> subprocess.CompletedProcess:
     """python <script> <overrides> in the project root, as a user would type it."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import QUICK, ROOT, cli, train_here
+from tests.helpers import QUICK, ROOT, cli, reviews_csv, train_here
 
 # -- what the cases read: bad files of every kind, and two real checkpoints --------------------------------------
 
@@ -45,8 +45,7 @@ def bad(tmp_path_factory):
     (files / "empty_list.txt").write_text("\n\n")
     (files / "folder").mkdir()
     # text data
-    rows = [("a gorgeous witty film", "pos"), ("a dull mess", "neg")] * 30
-    (files / "reviews.csv").write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    reviews_csv(files / "reviews.csv")
     (files / "empty.csv").write_text("")
     (files / "header_only.csv").write_text("text,label\n")
     (files / "one_class.csv").write_text("text,label\n" + "".join(f"film {i},pos\n" for i in range(40)))

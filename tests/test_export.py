@@ -9,7 +9,17 @@ import pytest
 import torch
 from hydra.utils import get_class
 
-from tests.helpers import cli, predict_here, train_here
+from tests.helpers import (
+    SHARED_DATA,
+    TINY_IMAGE,
+    TINY_SPEECH,
+    cli,
+    digit_images,
+    predict_here,
+    recordings,
+    reviews_csv,
+    train_here,
+)
 
 FORMATS = ["onnx", "torch_export"]
 
@@ -17,46 +27,20 @@ FORMATS = ["onnx", "torch_export"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Checkpoints of the image and speech tasks, trained briefly here, and real inputs for each: digits test
-    images as PNG files, FSDD recordings (or, without ../shared, synthesised clips) as WAV files."""
-    from PIL import Image
-
+    images as PNG files, FSDD recordings (or, without ../shared, tones) as WAV files."""
     root = tmp_path_factory.mktemp("export")
-    image = root / "image"
-    train_here(image, "trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2")
-    from src.data.image.digits import DigitsDataModule
-
-    digits = DigitsDataModule()
-    digits.setup("test")
-    pictures = []
-    for i in range(12):
-        x, _ = digits.test_set[i]
-        path = root / "digits" / f"{i}.png"
-        path.parent.mkdir(exist_ok=True)
-        Image.fromarray(x[0].numpy(), mode="L").save(path)
-        pictures.append(str(path))
-    speech = root / "speech"
-    train_here(speech, "task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-x-rp]",
-               "data.variants=[m1,m3,f1,f4,klatt,croak]", "data.per_voice=3", "data.val_voices=0.2",
-               "data.test_voices=0.2", "trainer.max_epochs=1", "model.widths=[16,32,32]",
-               f"paths.cache_dir={root / 'cache'}")
-    from tests.helpers import SHARED_DATA
-
-    recordings = sorted((SHARED_DATA / "fsdd" / "recordings").glob("*_george_1.wav"))[:6] + sorted(
-        (SHARED_DATA / "fsdd" / "recordings").glob("*_theo_2.wav"))[:6]
-    if not recordings:  # without ../shared: tones, as WAV files
-        from tests.test_serve import recordings as tones
-
-        recordings = tones(root, 12)
-    reviews = root / "reviews.csv"
-    rows = [("a gorgeous witty film", "pos"), ("a dull tedious mess", "neg"), ("moving and funny", "pos"),
-            ("flat , lifeless and far too long", "neg")] * 20
-    reviews.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    image, speech = root / "image", root / "speech"
+    train_here(image, *TINY_IMAGE)
+    pictures = [str(p) for p in digit_images(root / "digits", 12)]
+    train_here(speech, *TINY_SPEECH, f"paths.cache_dir={root / 'cache'}")
+    wavs = recordings(root, 12)
+    reviews = reviews_csv(root / "reviews.csv")
     texts = SHARED_DATA / "SST-2" / "dev.tsv"
     sentences = ([line.split("\t")[0] for line in texts.read_text().splitlines()[1:13]] if texts.is_file() else
                  ["a gorgeous , witty , seductive movie .", "it 's a dull , tedious mess .", "not bad at all",
                   "the worst film of the year , and the longest"])
     out = {"image": (image / "checkpoints" / "last.ckpt", pictures),
-           "speech": (speech / "checkpoints" / "last.ckpt", [str(p) for p in recordings])}
+           "speech": (speech / "checkpoints" / "last.ckpt", [str(p) for p in wavs])}
     train_here(root / "translation", "task=translation", "data.train_size=600", "data.val_size=40",
                "data.test_size=40", "model.emb_dim=32", "model.hidden=32", "trainer.max_epochs=1", "task.beam_size=3",
                f"paths.cache_dir={root / 'cache'}")

@@ -14,23 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import ROOT, predict_here, train_here
-
-
-def recordings(folder, n: int) -> list:
-    """n real recordings (FSDD, from ../shared) or, without them, n tones written as 16 kHz WAV files."""
-    import numpy as np
-    import soundfile as sf
-
-    from tests.helpers import SHARED_DATA
-
-    found = sorted((SHARED_DATA / "fsdd" / "recordings").glob("*_george_1.wav"))[:n]
-    if found:
-        return found
-    for i in range(n):
-        t = np.arange(8000) / 16000
-        sf.write(folder / f"tone{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t)).astype("float32"), 16000)
-    return [folder / f"tone{i}.wav" for i in range(n)]
+from tests.helpers import (
+    ROOT,
+    TINY_IMAGE,
+    TINY_SPEECH,
+    digit_images,
+    predict_here,
+    recordings,
+    reviews_csv,
+    train_here,
+)
 
 
 def _free_port() -> int:
@@ -63,30 +56,14 @@ def _multipart(name: str, data: bytes, content_type: str) -> tuple[bytes, str]:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    """An image server and a sentiment server, each started as `python serve.py ...` on its own loopback port."""
-    from PIL import Image
-
-    from src.data.image.digits import DigitsDataModule
-
+    """An image, a sentiment and a speech server, each started as `python serve.py ...` on its own loopback port."""
     root = tmp_path_factory.mktemp("serve")
-    train_here(root / "image", "trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2")
-    reviews = root / "reviews.csv"
-    rows = [("a gorgeous witty film", "pos"), ("a dull tedious mess", "neg")] * 30
-    reviews.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
-    train_here(root / "text", "task=sentiment", "data=text_csv", f"data.path={reviews}", "model.hidden=16",
-               "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}")
-    train_here(root / "speech", "task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-x-rp]",
-               "data.variants=[m1,m3,f1,f4,klatt,croak]", "data.per_voice=3", "data.val_voices=0.2",
-               "data.test_voices=0.2", "trainer.max_epochs=1", "model.widths=[16,32,32]",
-               f"paths.cache_dir={root / 'cache'}")
+    train_here(root / "image", *TINY_IMAGE)
+    train_here(root / "text", "task=sentiment", "data=text_csv", f"data.path={reviews_csv(root / 'reviews.csv')}",
+               "model.hidden=16", "model.embed_dim=16", "trainer.max_epochs=1", f"paths.cache_dir={root / 'cache'}")
+    train_here(root / "speech", *TINY_SPEECH, f"paths.cache_dir={root / 'cache'}")
     clips = recordings(root, 4)
-    digits = DigitsDataModule()
-    digits.setup("test")
-    images = []
-    for i in range(8):
-        path = root / f"{i}.png"
-        Image.fromarray(digits.test_set[i][0][0].numpy(), mode="L").save(path)
-        images.append(path)
+    images = digit_images(root / "digits", 8)
     started = {}
     for name in ("image", "text", "speech"):
         port = _free_port()
