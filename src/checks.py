@@ -158,7 +158,8 @@ def check_ranges(cfg: DictConfig) -> None:
                         f"keep their sum below 1.")
 
 
-def check_checkpoint_path(cfg: DictConfig, required: bool = False) -> None:
+def check_checkpoint_path(cfg: DictConfig, required: bool = False, folders: bool = False) -> None:
+    """folders: an export folder (export.py's, holding model.json) is also accepted (serve.py)."""
     path = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
     if path is None:
         if required:
@@ -168,6 +169,11 @@ def check_checkpoint_path(cfg: DictConfig, required: bool = False) -> None:
         raise UserError("ckpt_path=last found no checkpoints/last.ckpt: it looks in hydra.run.dir=<run directory> "
                         "when given, else in this task's newest run under outputs/<task>/. Give the run "
                         "directory, or the checkpoint's path.")
+    if folders and Path(str(path)).is_dir():
+        if not (Path(str(path)) / "model.json").is_file():
+            raise UserError(f"ckpt_path={path} is a folder without model.json: give a checkpoint file, or a folder "
+                            f"that export.py wrote.")
+        return
     if not Path(str(path)).is_file():
         raise UserError(f"ckpt_path={path}: no such file. Checkpoints are in <run dir>/checkpoints/ "
                         f"(best-*.ckpt, last.ckpt).")
@@ -183,7 +189,7 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
     check_trainer(cfg)
     check_ranges(cfg)
     check_loggers(cfg)
-    check_checkpoint_path(cfg, required=config_name != "train")
+    check_checkpoint_path(cfg, required=config_name != "train", folders=config_name == "serve")
     seed = cfg.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise UserError(f"seed={seed} should be an integer from 0 to 4294967295, or null for a random run.")

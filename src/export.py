@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +25,28 @@ from src.tasks.base import Exportable
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": "model.onnx", "torch_export": "model.pt2"}  # (a translator: encoder.onnx, decoder.onnx)
+
+
+TOKENIZERS = {"tokenizer": "tokenizer.json", "src_tokenizer": "src_tokenizer.json",
+              "tgt_tokenizer": "tgt_tokenizer.json"}
+
+
+def _plain(value):
+    """A tensor or numpy value of a data module's info, as JSON."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def read_folder(folder: Path) -> tuple[dict, type, dict]:
+    """An export folder's model.json, its data module class and the data module's info (tokenizers read back)."""
+    spec = json.loads((Path(folder) / "model.json").read_text())
+    if "data" not in spec:
+        raise UserError(f"{folder}/model.json has no data section: it was written by an older export.py; export "
+                        f"the checkpoint again.")
+    info = dict(spec["data"]["info"])
+    for key, name in TOKENIZERS.items():
+        if isinstance(info.get(key), dict):
+            info[key] = (Path(folder) / name).read_text()
+    return spec, get_class(spec["data"]["module"]), info
 
 
 def default_folder(ckpt_path: str, fmt: str) -> Path:
@@ -113,11 +134,16 @@ def export(ckpt_path: str, fmt: str = "onnx", out_dir: str | None = None, opset:
                 **task.export_settings(), "opset": opset if fmt == "onnx" else None,
                 "checked_max_abs_difference": max((g["checked_max_abs_difference"] or 0.0) for g in written)
                 if check else None, "versions": _versions()}
-        for key, name in (("tokenizer", "tokenizer.json"), ("src_tokenizer", "src_tokenizer.json"),
-                          ("tgt_tokenizer", "tgt_tokenizer.json")):
+        portable = dict(info)
+        for key, name in TOKENIZERS.items():
             if key in info:
                 (tmp / name).write_text(info[key])
                 spec["preprocess"][f"{key}_file"] = name
+                portable[key] = {"file": name}
+        # what gradlab's own reading of an input needs (serve.py serves the folder with it); a user needs only
+        # "preprocess" above
+        spec["data"] = {"module": task.hparams.data["_target_"],
+                        "info": json.loads(json.dumps(portable, default=_plain))}
         if "decoding" in spec:  # a translator's decoding loop, to run the graphs with numpy and ONNX Runtime only
             shutil.copy(Path(__file__).with_name("onnx_translate.py"), tmp / "translate.py")
         (tmp / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
@@ -149,27 +175,14 @@ def _quantize(file: Path, inputs: dict) -> dict:
             except Exception:  # noqa: BLE001 - the pre-processing is an optimisation; quantize the file as it is
                 shutil.copy(file, prepared)
             quantize_dynamic(str(prepared), str(int8), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
+                             op_types_to_quantize=["MatMul", "Gemm", "LSTM"],
+                             extra_options={"EnableSubgraph": True})  # the recurrent weights inside a Scan
     finally:
         logging.disable(logging.NOTSET)
         prepared.unlink(missing_ok=True)
     a, b = run_exported(file, inputs)[0], run_exported(int8, inputs)[0]
     return {"file": int8.name, "size_bytes": int8.stat().st_size,
             "max_abs_difference_from_float": float(abs(torch.as_tensor(a).float() - torch.as_tensor(b).float()).max())}
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """The process's stderr (file descriptor 2, where C++ code writes) sent to /dev/null while the block runs."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, fmt: str, opset: int, check: bool,
@@ -182,18 +195,13 @@ def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, 
         try:
             program = torch.export.export(module, args, dynamic_shapes=_dims(dynamic, inputs), strict=False)
         except Exception as e:  # noqa: BLE001 - torch.export's errors have no common base
-            # torch.export unrolls recurrent layers over the example's length (so the length cannot vary), and
-            # cannot trace packed sequences; TorchScript's ONNX exporter writes them as ONNX's LSTM and GRU
-            program = None
-            if fmt == "torch_export":
-                first = str(e).strip().splitlines()[0][:160]
-                raise UserError(f"ckpt_path={ckpt_path}: torch.export cannot export this network with inputs "
-                                f"of any length ({type(e).__name__}: {first}): use format=onnx, whose LSTM and "
-                                f"GRU operators take any length.") from None
+            first = str(e).strip().splitlines()[0][:160]
+            raise UserError(f"ckpt_path={ckpt_path}: torch.export could not trace its network ({type(e).__name__}: "
+                            f"{first}). Report it with the checkpoint.") from None
         if fmt == "torch_export":
             torch.export.save(program, file)
-        elif program is not None:  # the exporter's optimiser prints what it folds: not for the user
-            logging.disable(logging.WARNING)  # ... and logs each constant it folds
+        else:  # the exporter's optimiser prints what it folds, and logs each constant: not for the user
+            logging.disable(logging.WARNING)
             try:
                 with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                     named = tuple(dynamic.get(n) or None for n in names)  # the file's axes keep their names
@@ -203,10 +211,6 @@ def _write(module, inputs: dict, dynamic: dict, outputs: list[str], file: Path, 
                     onnx_program.save(str(file))
             finally:
                 logging.disable(logging.NOTSET)
-        else:  # TorchScript's ONNX exporter writes recurrent layers as ONNX's LSTM/GRU, of any length
-            with _quiet_stderr():  # its C++ notes on shape inference of packed sequences (the check below judges)
-                torch.onnx.export(module, args, str(file), input_names=names, output_names=outputs,
-                                  dynamic_axes=dynamic, opset_version=min(opset, 17), dynamo=False)
     if not check:
         return None
     with warnings.catch_warnings():

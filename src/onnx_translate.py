@@ -1,5 +1,6 @@
 """Translate with an exported translator (python export.py ckpt_path=<translation checkpoint>), using only numpy,
-onnxruntime and tokenizers: no torch, no gradlab. export.py copies this file into the export folder as translate.py:
+onnxruntime and tokenizers (a format=torch_export folder: torch instead of onnxruntime), no gradlab. export.py copies
+this file into the export folder as translate.py:
 
     python translate.py "twenty-three thousand, four hundred and five"      # from inside the folder
     python translate.py --beam 1 "one" "two"                                 # greedy
@@ -17,18 +18,40 @@ from pathlib import Path
 import numpy as np
 
 
+class Program:
+    """A torch.export program (.pt2, torch.export.load) answering as an ONNX Runtime session does: numpy in and out."""
+
+    def __init__(self, path: Path, outputs: list[str]):
+        import torch
+
+        self.torch, self.module, self.outputs = torch, torch.export.load(str(path)).module(), outputs
+
+    def get_outputs(self):
+        return [type("Output", (), {"name": n}) for n in self.outputs]
+
+    def run(self, _, feeds: dict) -> list[np.ndarray]:
+        with self.torch.no_grad():
+            out = self.module(*(self.torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()))
+        return [o.numpy() for o in out]
+
+
 class Translator:
     def __init__(self, folder: str | Path, providers: list[str] | None = None):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         folder = Path(folder)
         spec = json.loads((folder / "model.json").read_text())
         self.settings = spec["decoding"]
-        files = {g["name"]: folder / g["file"] for g in spec["graphs"]}
-        providers = providers or ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(files["encoder"]), providers=providers)
-        self.decoder = ort.InferenceSession(str(files["decoder"]), providers=providers)
+        graphs = {g["name"]: g for g in spec["graphs"]}
+        if spec["format"] == "torch_export":
+            self.encoder, self.decoder = (Program(folder / graphs[n]["file"], [o["name"] for o in graphs[n]["outputs"]])
+                                          for n in ("encoder", "decoder"))
+        else:
+            import onnxruntime as ort
+
+            providers = providers or ["CPUExecutionProvider"]
+            self.encoder, self.decoder = (ort.InferenceSession(str(folder / graphs[n]["file"]), providers=providers)
+                                          for n in ("encoder", "decoder"))
         self.src_tok = Tokenizer.from_file(str(folder / spec["preprocess"]["src_tokenizer_file"]))
         self.tgt_tok = Tokenizer.from_file(str(folder / spec["preprocess"]["tgt_tokenizer_file"]))
         self.states = ["h", "c"] if self.settings["cell"] == "lstm" else ["h"]
@@ -47,8 +70,9 @@ class Translator:
             ids = ids[:ids.index(self.settings["eos_id"])]
         return self.tgt_tok.decode([i for i in ids if i >= self.settings["special_tokens"]], skip_special_tokens=True)
 
-    def translate(self, sentences: list[str], beam_size: int | None = None) -> list[tuple[str, float]]:
-        """[(translation, log-probability)] of each sentence."""
+    def translate(self, sentences: list[str], beam_size: int | None = None, attention: bool = False) -> list[tuple]:
+        """[(translation, log-probability)] of each sentence; with attention, (translation, log-probability, table):
+        the table holds the source and output tokens and each output token's attention weights over the source."""
         s = self.settings
         K = int(beam_size or s["beam_size"])
         penalty_power = s["length_penalty"] if K > 1 else 0.0
@@ -65,12 +89,13 @@ class Translator:
         finished = np.zeros((B, K), dtype=bool)
         lengths = np.zeros((B, K), dtype=np.int64)
         history = np.zeros((B, K, 0), dtype=np.int64)
+        attn = np.zeros((B, K, 0, src.shape[1]), dtype=np.float32)
         max_len = min(int(s["max_decode_len"]), int(src_len.max()) * 2 + 10)
         rows = np.arange(B)[:, None]
         for _ in range(max_len):
             feeds = {"token": token, "feed": feed, **dict(zip(self.states, states)), "keys": keys, "memory": memory,
                      "mask": mask}
-            logp, feed, *states, _ = self.decoder.run(None, feeds)
+            logp, feed, *states, weights = self.decoder.run(None, feeds)
             logp = logp.reshape(B, K, -1)
             logp = np.where(finished[:, :, None], -np.inf, logp)
             logp[:, :, s["pad_id"]] = np.where(finished, 0.0, -np.inf)
@@ -83,6 +108,8 @@ class Translator:
             feed = feed[index]
             states = [st[:, index] for st in states]
             history = np.concatenate([history[rows, beam], token[:, :, None]], axis=2)
+            if attention:  # each new token attended as its parent beam did
+                attn = np.concatenate([attn[rows, beam], weights.reshape(B, K, 1, -1)[rows, beam]], axis=2)
             was_finished = finished[rows, beam]
             lengths = lengths[rows, beam] + (~was_finished)
             finished = was_finished | (token == s["eos_id"])
@@ -91,7 +118,18 @@ class Translator:
                 break
         penalty = ((5.0 + lengths) / 6.0) ** penalty_power if penalty_power else np.ones_like(scores)
         best = (scores / penalty).argmax(axis=1)
-        return [(self.decode(history[b, best[b]]), float(scores[b, best[b]])) for b in range(B)]
+        out = [(self.decode(history[b, best[b]]), float(scores[b, best[b]])) for b in range(B)]
+        if not attention:
+            return out
+        tables = []
+        for b in range(B):
+            hyp = [int(t) for t in history[b, best[b]]]
+            hyp = hyp[:hyp.index(s["eos_id"]) + 1] if s["eos_id"] in hyp else hyp
+            n = int(src_len[b])
+            tables.append({"source": [self.src_tok.id_to_token(int(t)) for t in src[b, :n]],
+                           "target": [self.tgt_tok.id_to_token(t) for t in hyp],
+                           "weights": np.round(attn[b, best[b], :len(hyp), :n], 4).tolist()})
+        return [(text, logp, table) for (text, logp), table in zip(out, tables)]
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""serve.py's server: a checkpoint loaded once, answering HTTP on FastAPI and uvicorn.
+"""serve.py's server: a checkpoint (or an export folder) loaded once, answering HTTP on FastAPI and uvicorn.
 
     GET  /          a page to try the model (type a sentence, or drop an image or a WAV file)
     GET  /health    {"status": "ok"}
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import tempfile
@@ -34,6 +35,7 @@ from src.checkpoint import load_task, task_name
 from src.errors import UserError
 from src.pipeline import pick_device, to_device
 from src.records import git
+from src.tasks.classification import top_k_rows
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("serve_page.html")
@@ -49,31 +51,28 @@ class BadRequest(Exception):
 
 
 class Model:
-    """The checkpoint's task and data module's reading, and the batcher that feeds them."""
+    """What answers: a checkpoint's task, or an export folder's graphs (ONNX Runtime, or a torch.export program), each
+    with its data module's reading; and the batcher that feeds them."""
 
     def __init__(self, ckpt_path: str, device: str = "auto", top_k: int = 3, max_batch_size: int = 32,
                  max_wait_ms: float = 5.0):
-        device = pick_device(device)
-        self.task = load_task(ckpt_path, map_location=device).to(device).eval()
-        self.device = device
-        self.data_cls, self.info = get_class(self.task.hparams.data["_target_"]), self.task.data_info
+        self.backend = Exported(Path(ckpt_path), device) if Path(ckpt_path).is_dir() else Checkpoint(ckpt_path, device)
+        self.data_cls, self.info, self.name = self.backend.data_cls, self.backend.info, self.backend.name
+        self.device = self.backend.device
         self.kind = self.data_cls.input_spec(self.info).get("kind", "text")
         self.top_k, self.max_batch_size, self.max_wait = top_k, max_batch_size, max_wait_ms / 1000
-        self.name = task_name(f"{type(self.task).__module__}.{type(self.task).__qualname__}")
         self.queue: asyncio.Queue | None = None
         self.batches = 0  # how many batches were run, and how many inputs they held (for /info and tests)
         self.inputs = 0
 
     def read(self, raw: str):
         try:
-            return self.data_cls.read_input(raw, self.info)
+            return self.backend.read(raw)
         except (UserError, OSError, ValueError) as e:
             raise BadRequest(422, str(e)) from None
 
     def run(self, samples: list) -> list[dict]:
-        batch = to_device(self.data_cls.collate_inputs(samples, self.info), self.device)
-        with torch.inference_mode():
-            return self.task.predict_batch(batch, top_k=self.top_k)
+        return self.backend.run(samples, self.top_k)
 
     async def predict(self, sample) -> dict:
         future = asyncio.get_running_loop().create_future()
@@ -105,6 +104,76 @@ class Model:
                         future.set_exception(BadRequest(500, f"the model failed on this batch: {e}"))
 
 
+class Checkpoint:
+    """A checkpoint's task on a device: predict.py's answers, with details (a translator's attention)."""
+
+    def __init__(self, ckpt_path: str, device: str):
+        self.device = pick_device(device)
+        self.task = load_task(ckpt_path, map_location=self.device).to(self.device).eval()
+        self.data_cls, self.info = get_class(self.task.hparams.data["_target_"]), self.task.data_info
+        self.name = task_name(f"{type(self.task).__module__}.{type(self.task).__qualname__}")
+        self.version = {"gradlab": git().get("commit"), "torch": torch.__version__, "checkpoint": ckpt_path}
+
+    def read(self, raw: str):
+        return self.data_cls.read_input(raw, self.info)
+
+    def run(self, samples: list, top_k: int) -> list[dict]:
+        batch = to_device(self.data_cls.collate_inputs(samples, self.info), self.device)
+        with torch.inference_mode():
+            return self.task.predict_batch(batch, top_k=top_k, details=True)
+
+
+class Exported:
+    """An export folder (export.py's): its graph run by ONNX Runtime (model.onnx; CUDA where asked for and
+    installed) or torch.export.load (model.pt2), behind the data module's reading as model.json records it; a
+    translator through the folder's own translate.py."""
+
+    def __init__(self, folder: Path, device: str):
+        from src.export import read_folder
+
+        self.spec, self.data_cls, self.info = read_folder(folder)
+        self.name, self.labels = self.spec["task"], self.spec["labels"]
+        self.inputs = [i["name"] for i in self.spec["inputs"]]
+        self.version = {"gradlab": git().get("commit"), "export": self.spec["versions"], "folder": str(folder),
+                        "format": self.spec["format"]}
+        providers = ["CPUExecutionProvider"]
+        if self.spec["format"] == "onnx":
+            import onnxruntime as ort
+
+            if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            elif device == "cuda":
+                raise UserError("device=cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu), "
+                                "or use device=cpu.")
+        self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
+        if "decoding" in self.spec:  # a translator: the folder's decoding loop
+            loader = importlib.util.spec_from_file_location("exported_translate", folder / "translate.py")
+            translate = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(translate)
+            self.translator = translate.Translator(folder, providers=providers)
+        elif self.spec["format"] == "onnx":
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(folder / self.spec["file"]), providers=providers)
+            self.graph = lambda feeds: session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]
+        else:
+            program = torch.export.load(str(folder / self.spec["file"])).module()
+            self.graph = lambda feeds: program(*feeds.values()).detach()
+
+    def read(self, raw: str):
+        sample = self.data_cls.read_input(raw, self.info)  # (a translator's loop reads the text itself)
+        return raw if "decoding" in self.spec else sample
+
+    def run(self, samples: list, top_k: int) -> list[dict]:
+        if "decoding" in self.spec:
+            return [{"translation": text, "log_prob": round(logp, 4), "attention": table}
+                    for text, logp, table in self.translator.translate(samples, attention=True)]
+        batch = self.data_cls.collate_inputs(samples, self.info)
+        feeds = {n: batch[n] for n in self.inputs} if isinstance(batch, dict) else {self.inputs[0]: batch}
+        with torch.inference_mode():
+            return top_k_rows(torch.as_tensor(self.graph(feeds)), self.labels, top_k)
+
+
 def build_app(model: Model, max_body_bytes: int = 10 * 2**20, max_text_chars: int = 5000):
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -123,8 +192,7 @@ def build_app(model: Model, max_body_bytes: int = 10 * 2**20, max_text_chars: in
     async def info():
         return {"task": model.name, "labels": list(model.info.get("class_names") or []), "input": model.kind,
                 "device": model.device, "max_batch_size": model.max_batch_size, "max_body_bytes": max_body_bytes,
-                "max_text_chars": max_text_chars, "version": {"gradlab": git().get("commit"),
-                                                               "torch": torch.__version__},
+                "max_text_chars": max_text_chars, "version": model.backend.version,
                 "batches": model.batches, "inputs": model.inputs}
 
     @app.get("/", response_class=HTMLResponse)

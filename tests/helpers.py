@@ -24,6 +24,8 @@ TINY_IMAGE = ["trainer.max_epochs=1", "trainer.limit_train_batches=8", "trainer.
 TINY_SPEECH = ["task=speech", "data.words=[yes,no,stop]", "data.languages=[en-us,en-gb-x-rp]",
                "data.variants=[m1,m3,f1,f4,klatt,croak]", "data.per_voice=3", "data.val_voices=0.2",
                "data.test_voices=0.2", "trainer.max_epochs=1", "model.widths=[16,32,32]"]
+TINY_TRANSLATION = ["task=translation", "data.train_size=600", "data.val_size=40", "data.test_size=40",
+                    "model.emb_dim=32", "model.hidden=32", "trainer.max_epochs=1", "task.beam_size=3"]
 
 
 def reviews_csv(path: Path) -> Path:

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from src.models.recurrence import scan_rnn
+
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
@@ -96,12 +98,16 @@ class Seq2Seq(nn.Module):
             self.out = nn.Linear(dec_hidden, tgt_vocab_size)
 
     # -- encoder ---------------------------------------------------------------------------------------
-    def encode(self, src: Tensor, src_len: Tensor):
-        """src (B, S), src_len (B,) -> memory (B, S, 2H), mask (B, S), initial decoder state."""
+    def encode(self, src: Tensor, src_len: Tensor, packed: bool = True):
+        """src (B, S), src_len (B,) -> memory (B, S, 2H), mask (B, S), initial decoder state. packed=False gives the
+        same without packed sequences (src.models.recurrence.scan_rnn), for torch.export and ONNX."""
         emb = self.dropout(self.src_emb(src))
-        packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = self.encoder(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        if packed:
+            out, state = self.encoder(pack_padded_sequence(emb, src_len.cpu(), batch_first=True,
+                                                           enforce_sorted=False))
+            memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        else:
+            memory, state = scan_rnn(self.encoder, emb, src_len)
         mask = src != self.pad_id
 
         def bridge(h: Tensor) -> Tensor:  # (2*layers, B, H) -> (layers, B, 2H) -> (layers, B, D)
@@ -124,8 +130,8 @@ class Seq2Seq(nn.Module):
         feed, state, weights = self._advance(self.dropout(self.tgt_emb(token)), feed, state, keys, memory, mask)
         return self.out(self.dropout(feed)), feed, state, weights
 
-    def _start(self, src: Tensor, src_len: Tensor):
-        memory, mask, state = self.encode(src, src_len)
+    def _start(self, src: Tensor, src_len: Tensor, packed: bool = True):
+        memory, mask, state = self.encode(src, src_len, packed)
         feed = memory.new_zeros(src.shape[0], self.decoder.hidden_size)
         return memory, mask, state, feed, self.attention.keys(memory)
 

@@ -13,12 +13,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from src.models.recurrence import mask_of, scan_rnn
+
 POOLINGS = ("max", "mean", "attention", "max_mean")
-
-
-def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, width) True at the positions inside each text."""
-    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class WordDropout(nn.Module):
@@ -95,16 +92,16 @@ class RNNClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, ngrams: torch.Tensor | None = None,
                 packed: bool = True) -> torch.Tensor:
-        """packed=False gives the same result without packed sequences (each direction over each text, reversed
-        within its length for the backward one): what torch.export and ONNX can trace."""
+        """packed=False gives the same result without packed sequences (src.models.recurrence.scan_rnn): what
+        torch.export and ONNX can trace with inputs of any length."""
         x = self.embed_dropout(self.embed(ids, ngrams))
         if packed:
             seqs = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
             h, _ = self.rnn(seqs)
             h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])  # padded steps are 0
         else:
-            h = unpacked_rnn(self.rnn, x, lengths.clamp(min=1))
-        mask = _mask(lengths, h.shape[1])
+            h, _ = scan_rnn(self.rnn, x, lengths.clamp(min=1))
+        mask = mask_of(lengths, h.shape[1])
         if self.pooling == "attention":
             scores = self.attention(h).squeeze(-1).masked_fill(~mask, float("-inf"))
             weights = torch.softmax(scores, dim=1)
@@ -115,36 +112,6 @@ class RNNClassifier(nn.Module):
             top = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
             pooled = {"max": top, "mean": mean, "max_mean": torch.cat([top, mean], dim=1)}[self.pooling]
         return self.out(self.dropout(pooled))
-
-
-def unpacked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """What rnn over pack_padded_sequence(x, lengths), padded back with zeros, gives (in eval: no dropout between
-    layers), with plain tensor operations: each layer and direction runs as a one-layer, one-direction RNN that
-    shares the module's weights; the backward direction reads each text reversed within its own length, so its
-    first step is the text's last token, as packing does."""
-    steps = x.shape[1]
-    mask = _mask(lengths, steps)
-    t = torch.arange(steps, device=x.device)[None, :]
-    order = torch.where(mask, lengths[:, None] - 1 - t, t)  # reverses the first `length` steps of each row
-
-    def flip(h: torch.Tensor) -> torch.Tensor:
-        return h.gather(1, order[:, :, None].expand_as(h))
-
-    kind = nn.LSTM if isinstance(rnn, nn.LSTM) else nn.GRU
-    directions = 2 if rnn.bidirectional else 1
-    h = x
-    for layer in range(rnn.num_layers):
-        outs = []
-        for direction in range(directions):
-            width = rnn.input_size if layer == 0 else rnn.hidden_size * directions
-            one = kind(width, rnn.hidden_size, batch_first=True, bias=rnn.bias)
-            suffix = f"_l{layer}" + ("_reverse" if direction else "")
-            for name in one._flat_weights_names:  # the module's own weights, not copies
-                setattr(one, name, getattr(rnn, name.removesuffix("_l0") + suffix))
-            out, _ = one(flip(h) if direction else h)
-            outs.append(flip(out) if direction else out)
-        h = torch.cat(outs, dim=-1) * mask[:, :, None].to(x.dtype)
-    return h
 
 
 class TextCNN(nn.Module):
@@ -173,6 +140,6 @@ class TextCNN(nn.Module):
         for conv in self.convs:
             k = conv.kernel_size[0]
             y = torch.relu(conv(x))  # (B, C, T + k - 1); output j reads tokens j-k+1 .. j
-            keep = _mask(lengths.clamp(min=1) + k - 1, y.shape[2])  # windows that touch the text
+            keep = mask_of(lengths.clamp(min=1) + k - 1, y.shape[2])  # windows that touch the text
             pooled.append(y.masked_fill(~keep.unsqueeze(1), float("-inf")).amax(2))
         return self.out(self.dropout(torch.cat(pooled, dim=1)))

@@ -61,10 +61,11 @@ class Task(L.LightningModule, ABC):
         return {}
 
     @abstractmethod
-    def predict_batch(self, batch: Any, top_k: int = 3) -> list[dict]:
+    def predict_batch(self, batch: Any, top_k: int = 3, details: bool = False) -> list[dict]:
         """A batch of the data module's `collate_inputs` (on this task's device) -> one JSON-ready dict per input:
-        the prediction and its score (and up to top_k alternatives where that means something). Sets eval mode
-        and runs without gradients."""
+        the prediction and its score (and up to top_k alternatives where that means something). With details, also
+        what a person would look at beside it (a translator: the attention of each output token over the source),
+        as serve.py's page draws it. Sets eval mode and runs without gradients."""
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -110,14 +110,19 @@ class ClassificationTask(Task, HasConfusion, Exportable):
         """One input tensor (images as uint8, waveforms as float32), batched on its first axis -> probabilities."""
         return {"model": (Probabilities(self), {"input": batch}, {"input": {0: "batch"}}, ["probabilities"])}
 
-    def predict_batch(self, x: torch.Tensor, top_k: int = 3) -> list[dict]:
-        """The label and probability of each input, with the top_k alternatives."""
-        probs = self.predict_proba(x).cpu()
-        k = max(1, min(top_k, len(self.class_names)))
-        top_p, top_i = probs.topk(k, dim=-1)
-        return [{"prediction": self.class_names[idx[0]], "probability": round(p[0], 6),
-                 "top_k": [[self.class_names[j], round(q, 6)] for j, q in zip(idx, p)]}
-                for p, idx in zip(top_p.tolist(), top_i.tolist())]
+    def predict_batch(self, x: torch.Tensor, top_k: int = 3, details: bool = False) -> list[dict]:
+        """The label and probability of each input, with the top_k alternatives (the bars are all there is to
+        show: details adds nothing)."""
+        return top_k_rows(self.predict_proba(x).cpu(), self.class_names, top_k)
+
+
+def top_k_rows(probs: torch.Tensor, class_names: list[str], top_k: int) -> list[dict]:
+    """Probabilities (B, C) -> predict.py's answer for each row: the label, its probability and the top_k."""
+    k = max(1, min(top_k, len(class_names)))
+    top_p, top_i = torch.as_tensor(probs).topk(k, dim=-1)
+    return [{"prediction": class_names[idx[0]], "probability": round(p[0], 6),
+             "top_k": [[class_names[j], round(q, 6)] for j, q in zip(idx, p)]}
+            for p, idx in zip(top_p.tolist(), top_i.tolist())]
 
 
 class Probabilities(torch.nn.Module):

@@ -77,7 +77,7 @@ def _surest_first(mistake: dict) -> tuple:
 
 class TextProbabilities(torch.nn.Module):
     """A text classifier's probabilities from plain tensors, the recurrent one without packed sequences (the same
-    result: src.models.text.unpacked_rnn), so that torch.export and ONNX can trace it."""
+    result: src.models.recurrence.scan_rnn), so that torch.export and ONNX can trace it at any length."""
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()

@@ -181,10 +181,31 @@ class Translation(Task, HasSamples, HasExamples, Exportable):
 
     # -- inference -------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_batch(self, batch: dict, top_k: int = 1) -> list[dict]:
+    def predict_batch(self, batch: dict, top_k: int = 1, details: bool = False) -> list[dict]:
+        """The translation (beam_size as at test) and its log-probability; with details, also "attention": the
+        source and output tokens and, for each output token, its attention weights over the source tokens."""
         self.eval()
-        hyps, scores = self.decode(batch["src"], batch["src_len"], self.beam_size)
-        return [{"translation": h, "log_prob": round(float(s), 4)} for h, s in zip(hyps, scores)]
+        if not details:
+            hyps, scores = self.decode(batch["src"], batch["src_len"], self.beam_size)
+            return [{"translation": h, "log_prob": round(float(s), 4)} for h, s in zip(hyps, scores)]
+        src, src_len = batch["src"], batch["src_len"]
+        tokens, scores, attn = self.net.beam_search(
+            src, src_len, beam_size=self.beam_size, max_len=min(self.max_decode_len, int(src_len.max()) * 2 + 10),
+            length_penalty=self.length_penalty if self.beam_size > 1 else 0.0, return_attention=True)
+        out = []
+        for i, (hyp, score) in enumerate(zip(tokens.tolist(), scores.tolist())):
+            hyp = hyp[:hyp.index(self.eos_id) + 1] if self.eos_id in hyp else hyp
+            source = src[i, :int(src_len[i])].tolist()
+            out.append({"translation": decode(self.tgt_tok, hyp), "log_prob": round(float(score), 4),
+                        "attention": attention_table([self.src_tok.id_to_token(t) for t in source],
+                                                     [self.tgt_tok.id_to_token(t) for t in hyp],
+                                                     attn[i, :len(hyp), :len(source)].float().cpu().tolist())})
+        return out
+
+
+def attention_table(source: list[str], target: list[str], weights: list[list[float]]) -> dict:
+    """What serve.py's page draws as a heat-map: a row of weights over the source tokens for each output token."""
+    return {"source": source, "target": target, "weights": [[round(w, 4) for w in row] for row in weights]}
 
 
 class Encoder(torch.nn.Module):
@@ -195,7 +216,7 @@ class Encoder(torch.nn.Module):
         self.net = net
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor):
-        memory, mask, state, feed, keys = self.net._start(src, src_len)
+        memory, mask, state, feed, keys = self.net._start(src, src_len, packed=False)
         states = state if isinstance(state, tuple) else (state,)
         return memory, mask, *states, feed, keys
 
