@@ -44,6 +44,13 @@ _RANGES = [
     ("trainer.log_every_n_steps", 1, True, None, "1 or more"),
     ("trainer.check_val_every_n_epoch", 1, True, None, "1 or more"),
     ("seed", 0, True, 2**32, "an integer from 0 to 4294967295, or null for a random run"),
+    ("threads", 1, True, None, "1 or more, or null for one per core"),
+    ("task.gamma", 0, True, 1.0 + 1e-12, "from 0 to 1"),
+    ("task.gae_lambda", 0, True, 1.0 + 1e-12, "from 0 to 1"),
+    ("task.n_steps", 1, True, None, "1 or more (steps per environment in a rollout)"),
+    ("task.n_epochs", 1, True, None, "1 or more"),
+    ("task.minibatches", 1, True, None, "1 or more"),
+    ("task.clip_range", 0, False, None, "above 0"),
     ("top_k", 1, True, None, "1 or more"),
     ("batch_size", 1, True, None, "1 or more"),
 ]

@@ -36,7 +36,8 @@ class Program:
 
 
 class Translator:
-    def __init__(self, folder: str | Path, providers: list[str] | None = None):
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, int8: bool = False):
+        """int8: the graphs export.py quantize=dynamic wrote beside the float ones (<graph>.int8.onnx)."""
         from tokenizers import Tokenizer
 
         folder = Path(folder)
@@ -50,8 +51,9 @@ class Translator:
             import onnxruntime as ort
 
             providers = providers or ["CPUExecutionProvider"]
-            self.encoder, self.decoder = (ort.InferenceSession(str(folder / graphs[n]["file"]), providers=providers)
-                                          for n in ("encoder", "decoder"))
+            files = [folder / (graphs[n]["int8"]["file"] if int8 else graphs[n]["file"])
+                     for n in ("encoder", "decoder")]
+            self.encoder, self.decoder = (ort.InferenceSession(str(f), providers=providers) for f in files)
         self.src_tok = Tokenizer.from_file(str(folder / spec["preprocess"]["src_tokenizer_file"]))
         self.tgt_tok = Tokenizer.from_file(str(folder / spec["preprocess"]["tgt_tokenizer_file"]))
         self.states = ["h", "c"] if self.settings["cell"] == "lstm" else ["h"]

@@ -24,7 +24,7 @@ from src.checkpoint import load_task, read_checkpoint, requeued_checkpoint
 from src.data.base import DataModule
 from src.errors import UserError
 from src.records import earlier_parts, log_metrics, run_info, write_json
-from src.tasks.base import Task
+from src.tasks.base import Renders, Task
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,8 @@ def quiet_lightning_handlers() -> None:
 
 def _start(cfg: DictConfig) -> None:
     quiet_lightning_handlers()
+    if cfg.get("threads"):  # torch's threads for the work on the CPU (null: torch's default, one per core)
+        torch.set_num_threads(int(cfg.threads))
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -243,9 +245,17 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 # -- predict -----------------------------------------------------------------------------------------
-def _read_inputs(cfg: DictConfig) -> list[str]:
-    if (cfg.input is None) == (cfg.inputs is None):
-        raise UserError("give exactly one of input=<path or text> and inputs=<file with one input per line>")
+def _read_inputs(cfg: DictConfig, data_cls: type[DataModule], info: dict) -> list[str]:
+    episodes = cfg.get("episodes")
+    if sum(x is not None for x in (cfg.input, cfg.inputs, episodes)) != 1:
+        raise UserError("give exactly one of input=<path or text>, inputs=<file with one input per line> and "
+                        "episodes=<n> (an rl checkpoint)")
+    if episodes is not None:
+        made = data_cls.generated_inputs(info, int(episodes)) if int(episodes) > 0 else None
+        if made is None:
+            raise UserError(f"episodes={episodes}: " + ("give a positive number of episodes." if int(episodes) < 1
+                            else "this checkpoint's data makes no inputs of its own; give input= or inputs=."))
+        return made
     if cfg.input is not None:
         return [str(cfg.input)]
     path = Path(str(cfg.inputs))
@@ -289,7 +299,14 @@ def predict(cfg: DictConfig) -> list[dict]:
     task = load_task(cfg.ckpt_path, map_location=device)
     task.to(device)
     data_cls, info = get_class(task.hparams.data["_target_"]), task.data_info
-    inputs = _read_inputs(cfg)
+    inputs = _read_inputs(cfg, data_cls, info)
+    if cfg.get("render"):
+        if not isinstance(task, Renders):
+            raise UserError(f"render=true: a {type(task).__name__} checkpoint has nothing to draw (an rl agent has).")
+        path = Path(str(cfg.get("render_path") or f"episode-{inputs[0]}.gif"))
+        drawn = task.render_episode(int(data_cls.read_input(inputs[0], info)), str(path))
+        print(json.dumps({"input": inputs[0], **drawn}), flush=True)
+        return [drawn]
     results, failed = [], 0
     for i in range(0, len(inputs), cfg.batch_size):
         chunk, samples = [], []

@@ -1,5 +1,5 @@
 """Plots people would rather look at than read, drawn at test time as PNGs in the run dir (and TensorBoard):
-confusion matrices, attention heat-maps (translation), spectrograms with predictions (speech)."""
+confusion matrices, attention heat-maps (translation), spectrograms with predictions (speech), return curves (rl)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from src.tasks.base import HasConfusion, HasExamples, require
+from src.tasks.base import HasConfusion, HasCurves, HasExamples, require
 
 
 def save_figure(fig, path: Path, trainer, tag: str, dpi: int = 120) -> None:
@@ -150,3 +150,45 @@ class SpectrogramPlot(ExamplesPlot):
 
     tag, filename = "test/spectrograms", "spectrograms.png"
     figure = staticmethod(spectrogram_figure)
+
+
+def return_figure(curves: dict[str, list], title: str):
+    """Each training episode's return (dots) and its moving mean, and the mean evaluation return after each epoch,
+    against environment steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    if curves.get("train"):
+        steps, returns = np.array(curves["train"]).T
+        ax.scatter(steps, returns, s=3, alpha=0.25, color="tab:blue", label="training episode")
+        window = max(1, min(50, len(returns) // 10))
+        mean = np.convolve(returns, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], mean, color="tab:blue", label=f"training, mean of {window}")
+    if curves.get("val"):
+        steps, returns = np.array(curves["val"]).T
+        ax.plot(steps, returns, "o-", color="tab:orange", label="evaluation (deterministic, own seeds)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+class ReturnCurvePlot(Callback):
+    """returns.png in the run directory (and TensorBoard) at the end of training: the agent's learning curve."""
+
+    def __init__(self, dirpath: str, filename: str = "returns.png"):
+        self.path = Path(dirpath) / filename
+
+    def setup(self, trainer, pl_module, stage):
+        require(pl_module, HasCurves, self)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            title = str(pl_module.data_info.get("env_id", ""))
+            save_figure(return_figure(pl_module.return_curves(), title), self.path, trainer, "returns")

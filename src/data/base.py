@@ -51,6 +51,12 @@ class DataModule(L.LightningDataModule, ABC):
         return torch.stack(samples)
 
     @staticmethod
+    def generated_inputs(info: dict, n: int) -> list[str] | None:
+        """n raw inputs the data makes itself, for predict.py episodes=n (an environment: episode seeds of its own).
+        None: this data has no inputs of its own; give input= or inputs=."""
+        return None
+
+    @staticmethod
     def example_inputs(info: dict) -> list:
         """Two samples as `read_input` makes them (of different lengths where lengths vary), for tracing the
         network at export. None: this data cannot be exported."""

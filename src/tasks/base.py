@@ -152,6 +152,23 @@ class Exportable(ABC):
         return {}
 
 
+class HasCurves(ABC):
+    """Learning curves to draw (ReturnCurvePlot: a reinforcement-learning agent's returns)."""
+
+    @abstractmethod
+    def return_curves(self) -> dict[str, list]:
+        """{"train": [(environment step, episode return)], "val": [(environment step, mean evaluation return)]}
+        over the whole run (a resumed run's earlier part included); rank zero's."""
+
+
+class Renders(ABC):
+    """A task that can draw what its model does (predict.py render=true: an agent's episode as a GIF)."""
+
+    @abstractmethod
+    def render_episode(self, seed: int, path: str) -> dict:
+        """Draw one episode (its seed) into the file at path; returns what to print of it (return, length, file)."""
+
+
 def require(task: L.LightningModule, capability: type, callback: object) -> None:
     """Refuse, with one line naming both, a callback given to a task that has nothing for it."""
     if not isinstance(task, capability):
