@@ -18,9 +18,9 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class RunningNorm(nn.Module):
@@ -144,18 +144,24 @@ class ActorCritic(nn.Module):
             x = x[0] if one else x
         return self.policy_head(self.actor(x)), self.value_head(self.critic(x)).squeeze(-1), state
 
-    def distribution(self, params: torch.Tensor):
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None):
+        """An action drawn from the policy (with the generator given), and its log-probability."""
         if self.kind == "discrete":
-            return Categorical(logits=params)
-        return Normal(params, self.log_std.exp().expand_as(params))
+            action = torch.multinomial(torch.softmax(params, -1), 1, generator=generator).squeeze(-1)
+        else:
+            noise = torch.randn(params.shape, generator=generator, device=params.device, dtype=params.dtype)
+            action = params + self.log_std.exp() * noise
+        return action, self.evaluate_actions(params, action)[0]
 
-    def log_prob(self, dist, actions: torch.Tensor) -> torch.Tensor:
-        out = dist.log_prob(actions)
-        return out if self.kind == "discrete" else out.sum(-1)
-
-    def entropy(self, dist) -> torch.Tensor:
-        out = dist.entropy()
-        return out if self.kind == "discrete" else out.sum(-1)
+    def evaluate_actions(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of the actions, and the policy's entropy, written out (torch.distributions' objects
+        cost more than the arithmetic in a small policy's update)."""
+        if self.kind == "discrete":
+            logp = params - params.logsumexp(-1, keepdim=True)
+            return logp.gather(-1, actions[..., None]).squeeze(-1), -(logp.exp() * logp).sum(-1)
+        log_std = self.log_std.expand_as(params)
+        logp = -0.5 * ((actions - params) / log_std.exp()) ** 2 - log_std - _HALF_LOG_2PI
+        return logp.sum(-1), (0.5 + _HALF_LOG_2PI + log_std).sum(-1)
 
     def greedy(self, params: torch.Tensor) -> torch.Tensor:
         """The deterministic policy's action: the likeliest category, or the Gaussian's mean."""

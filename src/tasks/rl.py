@@ -13,9 +13,10 @@ epoch selects checkpoints; the test is 100 episodes: test/return_mean, test/retu
 iteration: the return and length of the episodes that ended in it, entropy, approximate KL, clip fraction, explained
 variance, the losses, learning rate and clip range, and environment steps per second.
 
-Exact resume: the environments are reset at each epoch's start from (seed, epoch), and torch's generator by the
-EpochReseed callback, so a run resumed from an epoch's checkpoint repeats the uninterrupted one. Not restored: the
-episodes in progress at a mid-epoch stop (SIGTERM), whose epoch restarts its environments.
+Exact resume: the environments and the task's own random generator (actions, minibatch order) are reset at each
+epoch's start from (seed, epoch), so a run resumed from an epoch's checkpoint repeats the uninterrupted one (tested).
+Not restored: the episodes in progress at a mid-epoch stop (SIGTERM), whose epoch restarts its environments; the
+observation and reward statistics are buffers of the checkpoint, and are restored.
 """
 from __future__ import annotations
 
@@ -127,6 +128,9 @@ class PolicyGradient(Task, HasCurves, Renders):
                                   self.data_info.get("vectorization", "sync"))
         seed = train_seed(self.seed, self.current_epoch)
         obs, _ = self.envs.reset(seed=seed)
+        # the rollouts' and minibatches' own random numbers, from (seed, epoch): nothing else that draws from
+        # torch's generator (a DataLoader starting, a callback) changes them, so a resumed epoch repeats
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         n = obs.shape[0]
         self.obs = torch.as_tensor(obs, dtype=torch.float32)
         self.starts = torch.ones(n, dtype=torch.bool)
@@ -162,8 +166,7 @@ class PolicyGradient(Task, HasCurves, Renders):
                 net.norm.update(self.obs)
             x = net.norm(self.obs) if net.norm is not None else self.obs
             params, value, state = net(x.to(device), self._to(self.state), self.starts.to(device), normalized=True)
-            dist = net.distribution(params)
-            action = dist.sample()
+            action, logp = net.sample(params, self.generator)
             obs, reward, terminated, truncated, info = self.envs.step(self._act(params, action))
             ends = terminated | truncated
             self.episode_return += reward
@@ -186,7 +189,7 @@ class PolicyGradient(Task, HasCurves, Renders):
                 finished.append((float(self.episode_return[i]), int(self.episode_length[i])))
                 self.curves["train"].append((self.env_steps, float(self.episode_return[i])))
             self.episode_return[ends], self.episode_length[ends] = 0.0, 0
-            for key, v in (("obs", x), ("actions", action), ("logp", net.log_prob(dist, action)), ("values", value),
+            for key, v in (("obs", x), ("actions", action), ("logp", logp), ("values", value),
                            ("rewards", torch.as_tensor(reward, dtype=torch.float32)),
                            ("terminated", torch.as_tensor(terminated)), ("truncated", torch.as_tensor(truncated)),
                            ("starts", self.starts), ("next_values", next_value)):
@@ -211,15 +214,18 @@ class PolicyGradient(Task, HasCurves, Renders):
         return None if state is None else state.to(self.device)
 
     # -- one iteration: a rollout, then the update -------------------------------------------------------
-    def _progress(self) -> float:
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        return min(1.0, self.trainer.fit_loop.epoch_loop.total_batch_idx / total)
+    def _progress(self, batch_idx: int) -> float:
+        """The fraction of the run's rollouts done before this one (from the epoch and the batch: a resumed run
+        counts as the uninterrupted one did)."""
+        per_epoch = int(self.trainer.num_training_batches)
+        total = max(1, int(self.trainer.max_epochs) * per_epoch)
+        return min(1.0, (self.current_epoch * per_epoch + batch_idx) / total)
 
     def training_step(self, batch, batch_idx):
         started = time.perf_counter()
         rollout = self.collect()
         optimizer = self.optimizers()
-        left = 1.0 - self._progress()
+        left = 1.0 - self._progress(batch_idx)
         base_lr = float(self.hparams.optimizer["lr"])
         lr = base_lr * left if self.lr_anneal else base_lr
         for group in optimizer.param_groups:
@@ -246,61 +252,62 @@ class PolicyGradient(Task, HasCurves, Renders):
         return torch.as_tensor(stats["loss"])  # the update's mean loss (GradientHealth stops a NaN run)
 
     def _minibatches(self, rollout) -> list:
-        """PPO: the rollout in `minibatches` random parts; A2C: all of it at once. A recurrent policy's parts are
-        whole environments' sequences, a feed-forward one's are steps."""
+        """PPO: the rollout in `minibatches` random parts (one: all of it); A2C: all of it. A recurrent policy's parts
+        are whole environments' sequences, a feed-forward one's are steps."""
         T, N = rollout["rewards"].shape
         kind, size = ("envs", N) if self.net.recurrent else ("steps", T * N)
-        if self.algorithm == "a2c":
-            return [(kind, torch.arange(size, device=self.device))]
-        return [(kind, idx) for idx in torch.randperm(size, device=self.device).chunk(self.minibatches)]
+        if self.algorithm == "a2c" or self.minibatches == 1:
+            return [(kind, None)]
+        order = torch.randperm(size, device=self.device, generator=self.generator)
+        return [(kind, idx) for idx in order.chunk(self.minibatches)]
 
-    def _evaluate(self, rollout, kind: str, idx: torch.Tensor):
-        """New log-probabilities, entropies and values of a minibatch's stored actions, and its stored targets."""
+    def _evaluate(self, rollout, kind: str, idx: torch.Tensor | None):
+        """New log-probabilities, entropies and values of a minibatch's stored actions (idx: its environments or
+        steps; None: all), and its stored log-probabilities, advantages and returns, flat."""
         net = self.net
         if kind == "envs":
-            state = rollout["first_state"]
-            state = state[idx] if state.ndim == 2 else state[:, idx]
-            params, values, _ = net(rollout["obs"][:, idx], state, rollout["starts"][:, idx], normalized=True)
-            pick = lambda key: rollout[key][:, idx]  # noqa: E731
+            every, state = idx is None, rollout["first_state"]
+            if not every:  # a GRU's state is (N, H), an LSTM's (2, N, H)
+                state = state[idx] if state.ndim == 2 else state[:, idx]
+            pick = (lambda key: rollout[key]) if every else (lambda key: rollout[key][:, idx])  # noqa: E731
+            params, values, _ = net(pick("obs"), state, pick("starts"), normalized=True)
         else:
-            flat = lambda key: rollout[key].reshape(-1, *rollout[key].shape[2:])  # noqa: E731
-            params, values, _ = net(flat("obs")[idx], normalized=True)
-            pick = lambda key: flat(key)[idx]  # noqa: E731
-        dist = net.distribution(params)
-        actions = pick("actions")
-        return (net.log_prob(dist, actions), net.entropy(dist), values, pick("logp"), pick("advantages"),
-                pick("returns"))
+            flat = {k: rollout[k].flatten(0, 1) for k in ("obs", "actions", "logp", "advantages", "returns")}
+            pick = (lambda key: flat[key]) if idx is None else (lambda key: flat[key][idx])  # noqa: E731
+            params, values, _ = net(pick("obs"), normalized=True)
+        logp, entropy = net.evaluate_actions(params, pick("actions"))
+        return (logp.flatten(), entropy.flatten(), values.flatten(), pick("logp").flatten(),
+                pick("advantages").flatten(), pick("returns").flatten())
 
     def update(self, rollout: dict, optimizer, clip: float | None) -> dict:
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         epochs = self.n_epochs if self.algorithm == "ppo" else 1
         for _ in range(epochs):
             stop = False
             for kind, idx in self._minibatches(rollout):
                 new_logp, entropy, values, old_logp, adv, returns = self._evaluate(rollout, kind, idx)
-                new_logp, entropy, values = new_logp.flatten(), entropy.flatten(), values.flatten()
-                old_logp, adv, returns = old_logp.flatten(), adv.flatten(), returns.flatten()
                 if self.normalize_advantage and adv.numel() > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 pg, stats = policy_loss(new_logp, old_logp, adv, clip)
                 value_loss = F.mse_loss(values, returns)
-                loss = pg + self.vf_coef * value_loss - self.ent_coef * entropy.mean()
+                entropy = entropy.mean()
+                loss = pg + self.vf_coef * value_loss - self.ent_coef * entropy
                 optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(loss)
                 if self.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.max_grad_norm)
                 optimizer.step()
-                for key, value in (("policy_loss", pg), ("value_loss", value_loss), ("entropy", entropy.mean()),
+                for key, value in (("policy_loss", pg), ("value_loss", value_loss), ("entropy", entropy),
                                    ("loss", loss), *stats.items()):
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                    sums[key] = sums.get(key, 0.0) + value.detach()
                 count += 1
                 if self.target_kl is not None and float(stats["approx_kl"]) > 1.5 * self.target_kl:
                     stop = True
                     break
             if stop:
                 break
-        return {k: v / count for k, v in sums.items()}
+        return {k: float(v) / count for k, v in sums.items()}
 
     # -- evaluation: deterministic episodes on their own seeds ------------------------------------------
     @torch.no_grad()
