@@ -28,6 +28,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from src.checkpoint import load_task
+    from src.data.audio.base import from_int16
     from src.export import export
     from src.pipeline import build_data
 
@@ -80,6 +81,8 @@ def main(argv: list[str]) -> None:
     with torch.inference_mode():
         for batch in datamodule.test_dataloader():
             x, y = task.inputs(batch), task.target(batch)
+            if isinstance(x, torch.Tensor) and x.dtype == torch.int16:  # clips kept as int16 in memory: the graph
+                x = from_int16(x)  # takes float32 samples, as read_input gives them
             _, inputs, _, _ = task.export_graphs(x)["model"]
             labels.append(y)
             preds["checkpoint"].append(timed("checkpoint", task.predict_proba, x).argmax(-1))

@@ -133,6 +133,12 @@ def test_a_seeded_run_repeats_exactly(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_environments_in_their_own_processes_give_the_same_run(tmp_path):
+    """data.vectorization=async steps each copy in a process of its own: the same seeds, the same episodes."""
+    sync = train_here(tmp_path / "sync", *TINY, "trainer.max_epochs=1")
+    assert train_here(tmp_path / "async", *TINY, "trainer.max_epochs=1", "data.vectorization=async") == sync
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(tmp_path):
     args = [*TINY, "trainer.max_epochs=3", "seed=3"]

@@ -136,6 +136,8 @@ class ActorCritic(nn.Module):
         if self.recurrent:
             one = x.ndim == 2
             x = self.encoder(x[None] if one else x)
+            if state is None:  # a first step
+                state = self.initial_state(x.shape[1], x.device)
             if starts is None:
                 starts = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
             elif one:
