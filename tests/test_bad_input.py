@@ -108,7 +108,7 @@ CASES = [
     ("train.py", "optimizer.lr=[1,", 2, ["optimizer.lr=[1,", "Quote"]),
     ("train.py", "+trainer.max_epochs=3", 2, ["already at 'trainer.max_epochs'", "remove + prefix"]),
     ("train.py", "~trainer.nothing", 2, ["'trainer.nothing' does not exist"]),
-    ("train.py", "task=rl", 2, ["no task config 'rl'", "image, sentiment, speech, translation"]),
+    ("train.py", "task=rll", 2, ["no task config 'rll'", "image, rl, sentiment, speech, translation"]),
     ("train.py", "experiment=nope", 2, ["no experiment config 'nope'", "multi30k_gru"]),
     ("train.py", "scheduler=cosin", 2, ["did you mean cosine?"]),
     ("train.py", "trainer.max_epochs=ten", 2, ["trainer.max_epochs should be an integer"]),

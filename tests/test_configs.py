@@ -29,7 +29,9 @@ def test_every_option_composes_and_resolves(compose_train, group, option):
 
 SPEECH_MODELS = ["speech_resnet", "crnn"]
 TEXT_MODELS = ["bilstm", "textcnn"]
-IMAGE_MODELS = [o for o in options("model") if not o.startswith("seq2seq") and o not in SPEECH_MODELS + TEXT_MODELS]
+POLICIES = ["actor_critic", "recurrent_actor_critic"]
+IMAGE_MODELS = [o for o in options("model")
+                if not o.startswith("seq2seq") and o not in SPEECH_MODELS + TEXT_MODELS + POLICIES]
 
 
 @pytest.mark.parametrize("option", IMAGE_MODELS)
@@ -61,11 +63,28 @@ def test_every_text_model_builds(compose_train, option):
     assert net(torch.randint(4, 50, (3, 7)), torch.tensor([7, 2, 1])).shape == (3, 2)
 
 
-@pytest.mark.parametrize("option", options("data"))
+@pytest.mark.parametrize("option", POLICIES)
+@pytest.mark.parametrize("action", [{"kind": "discrete", "n": 3}, {"kind": "continuous", "dim": 2, "low": [-1, -1],
+                                                                    "high": [1, 1]}])
+def test_every_policy_builds(compose_train, option, action):
+    cfg = compose_train("task=rl", f"model={option}")
+    net = instantiate(cfg.model, obs_dim=4, action=action)
+    params, value, _ = net(torch.randn(5, 4))
+    assert params.shape == (5, action.get("n") or action["dim"]) and value.shape == (5,)
+
+
+@pytest.mark.parametrize("option", [o for o in options("data") if o != "gym"])
 def test_every_data_module_builds(compose_train, option):
     cfg = compose_train(f"data={option}", *REQUIRED.get(option, []))
     dm = instantiate(cfg.data)
     assert dm.batch_size > 0
+
+
+def test_the_environment_data_module_builds_and_describes_its_environment(compose_train):
+    cfg = compose_train("task=rl", "data=gym", "data.env_id=Pendulum-v1")
+    dm = instantiate(cfg.data)
+    assert dm.info["action"] == {"kind": "continuous", "dim": 1, "low": [-2.0], "high": [2.0]}
+    assert dm.info["obs_dim"] == 3 and dm.info["max_episode_steps"] == 200
 
 
 @pytest.mark.parametrize("opt", options("optimizer"))
