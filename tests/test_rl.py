@@ -199,3 +199,15 @@ def test_eval_and_predict_play_the_trained_agent(agent, tmp_path):
 def test_a_bad_rl_config_is_one_line_naming_the_key(tmp_path, args, words):
     code, _, err = cli("train.py", "task=rl", *args, f"hydra.run.dir={tmp_path}")
     assert code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_render_without_pygame_says_how_to_get_it(agent, monkeypatch):
+    import importlib.util
+
+    from src.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pygame" else real(name, *a))
+    run, _ = agent
+    with pytest.raises(UserError, match="render=true needs pygame.*uv sync --extra render"):
+        predict_here(run / "checkpoints" / "last.ckpt", "episodes=1", "render=true")
