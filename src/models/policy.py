@@ -112,6 +112,17 @@ class ActorCritic(nn.Module):
         shape = (batch, self.rnn_hidden) if self.recurrent == "gru" else (2, batch, self.rnn_hidden)
         return torch.zeros(shape, device=device)
 
+    @staticmethod
+    def select_state(state: torch.Tensor | None, rows) -> torch.Tensor | None:
+        """The state of some environments: a GRU's is (B, H), an LSTM's (2, B, H); an MLP has none."""
+        if state is None:
+            return None
+        return state[rows] if state.ndim == 2 else state[:, rows]
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations through the running statistics (as they are, without normalize_obs)."""
+        return self.norm(obs) if self.norm is not None else obs
+
     def _recur(self, x: torch.Tensor, state: torch.Tensor, starts: torch.Tensor):
         """x (T, B, F), state at the sequence's start, starts (T, B) true where an episode begins -> (T, B, H)."""
         outs = []
@@ -132,7 +143,7 @@ class ActorCritic(nn.Module):
         """obs (B, obs_dim) for one step, or (T, B, obs_dim) for sequences (a recurrent policy: starts (T, B) and
         the state before the first step) -> (logits or mean, value, state after the last step). normalized: obs
         went through `norm` already (a rollout stores them so, with the statistics of the moment they were seen)."""
-        x = self.norm(obs) if self.norm is not None and not normalized else obs
+        x = obs if normalized else self.normalize(obs)
         if self.recurrent:
             one = x.ndim == 2
             x = self.encoder(x[None] if one else x)

@@ -114,12 +114,6 @@ class PolicyGradient(Task, HasCurves, Renders):
     def model_kwargs(self):
         return {"obs_dim": self.data_info["obs_dim"], "action": self.data_info["action"]}
 
-    def configure_optimizers(self):
-        cfg = dict(self.hparams.optimizer)
-        from hydra.utils import instantiate
-
-        return instantiate(cfg)(self.net.parameters())
-
     # -- environments ----------------------------------------------------------------------------------
     def on_train_epoch_start(self):
         """Fresh episodes from (seed, epoch): what makes a resumed run repeat an uninterrupted one."""
@@ -164,7 +158,7 @@ class PolicyGradient(Task, HasCurves, Renders):
         for _ in range(T):
             if net.norm is not None:
                 net.norm.update(self.obs)
-            x = net.norm(self.obs) if net.norm is not None else self.obs
+            x = net.normalize(self.obs)
             params, value, state = net(x.to(device), self._to(self.state), self.starts.to(device), normalized=True)
             action, logp = net.sample(params, self.generator)
             obs, reward, terminated, truncated, info = self.envs.step(self._act(params, action))
@@ -176,9 +170,7 @@ class PolicyGradient(Task, HasCurves, Renders):
             if truncated.any():  # bootstrap from the truncated episode's last observation, with its own state
                 rows = np.flatnonzero(truncated)
                 final = torch.as_tensor(np.stack(info["final_obs"][rows]), dtype=torch.float32)
-                final = net.norm(final) if net.norm is not None else final
-                sub = None if state is None else (state[rows] if state.ndim == 2 else state[:, rows])
-                _, v, _ = net(final.to(device), sub, None, normalized=True)
+                _, v, _ = net(net.normalize(final).to(device), net.select_state(state, rows), None, normalized=True)
                 next_value[torch.as_tensor(rows, device=device)] = v
             if self.return_norm is not None:
                 self.discounted = self.discounted * self.gamma + reward
@@ -198,8 +190,8 @@ class PolicyGradient(Task, HasCurves, Renders):
             self.starts = torch.as_tensor(ends)
             self.state = None if state is None else state.cpu()
         # the value after the last step: the next step's first value (for steps that did not end an episode)
-        x = net.norm(self.obs) if net.norm is not None else self.obs
-        _, last_value, _ = net(x.to(device), self._to(self.state), self.starts.to(device), normalized=True)
+        _, last_value, _ = net(net.normalize(self.obs).to(device), self._to(self.state), self.starts.to(device),
+                               normalized=True)
         rollout = {k: torch.stack(v) for k, v in buf.items()}
         following = torch.cat([rollout["values"][1:], last_value[None]])
         rollout["next_values"] = torch.where(rollout["truncated"], rollout["next_values"], following)
@@ -266,9 +258,8 @@ class PolicyGradient(Task, HasCurves, Renders):
         steps; None: all), and its stored log-probabilities, advantages and returns, flat."""
         net = self.net
         if kind == "envs":
-            every, state = idx is None, rollout["first_state"]
-            if not every:  # a GRU's state is (N, H), an LSTM's (2, N, H)
-                state = state[idx] if state.ndim == 2 else state[:, idx]
+            every = idx is None
+            state = rollout["first_state"] if every else net.select_state(rollout["first_state"], idx)
             pick = (lambda key: rollout[key]) if every else (lambda key: rollout[key][:, idx])  # noqa: E731
             params, values, _ = net(pick("obs"), state, pick("starts"), normalized=True)
         else:
