@@ -177,6 +177,19 @@ class RunDirectory(Callback):
         except UserError as e:  # Hydra turns a callback's exceptions into warnings: stop here
             _exit(e)
 
+    def on_multirun_start(self, config, **kwargs) -> None:
+        """A sweep directory named by the time (multirun/<date>/<time>) is claimed as the runs' are: two sweeps
+        started in the same second write two. The jobs' configs are composed again from the sweep's hydra
+        overrides, so the claimed directory goes there too."""
+        from omegaconf import read_write
+
+        if not _time_named(config.hydra.sweep):
+            return
+        sweep_dir = claim_directory(Path(str(config.hydra.sweep.dir)))
+        with read_write(config.hydra):
+            config.hydra.sweep.dir = str(sweep_dir)
+            config.hydra.overrides.hydra.append("hydra.sweep.dir='" + str(sweep_dir).replace("'", "\\'") + "'")
+
     def _settle(self, config, config_name: str) -> None:
         import fcntl
         import json
@@ -194,6 +207,10 @@ class RunDirectory(Callback):
         if _rank() > 0:
             return
         run_dir = Path(str(config.hydra.run.dir))
+        if _time_named(config.hydra.run):  # two runs started in the same second get two directories
+            run_dir = claim_directory(run_dir)
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.run.dir = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = open(run_dir / ".lock", "a+")
         try:
@@ -229,6 +246,44 @@ class RunDirectory(Callback):
                 raise UserError(f"hydra.run.dir={run_dir} already holds a run ({', '.join(sorted(held)[:3])}): "
                                 f"continue it with ckpt_path=last hydra.run.dir={run_dir}, or give this run "
                                 f"another directory.")
+
+
+def _time_named(node) -> bool:
+    """Whether a run or sweep directory is named by the time it started (${now:...}, as by default), rather than
+    given: such a name is made unique; a given one is the user's to share or not."""
+    from omegaconf import OmegaConf
+
+    return "${now:" in str(OmegaConf.to_container(node, resolve=False).get("dir", ""))
+
+
+def claim_directory(path: Path) -> Path:
+    """path, or path-1, path-2, ...: the first that this process creates itself. Creating a directory is atomic,
+    also on shared file systems, so two processes (two users, two array tasks) never claim the same one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(10_000):
+        candidate = path if n == 0 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{path}: 10,000 runs already started in this second")
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a run is going on in run_dir now: its first process holds the lock on <run_dir>/.lock."""
+    import fcntl
+
+    lock = run_dir / ".lock"
+    if not lock.is_file():
+        return False
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 class RankZero(logging.Filter):
@@ -268,7 +323,8 @@ def resume_in_place(argv: list[str]) -> list[str]:
 
 def find_last_checkpoint(args: list[str]) -> Path | None:
     """What `ckpt_path=last` means: <hydra.run.dir>/checkpoints/last.ckpt when the run directory is given, else
-    the newest last.ckpt of this task's runs under <paths.log_dir>/<task>/ (outputs/image/... by default)."""
+    the newest last.ckpt of this task's runs under <paths.log_dir>/<task>/ (outputs/image/... by default) whose
+    run is not going on now (another run, started beside this one, is never taken over)."""
     given = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith(("+", "~")))
     if "hydra.run.dir" in given:
         path = Path(given["hydra.run.dir"].strip("'\"")) / "checkpoints" / "last.ckpt"
@@ -279,7 +335,8 @@ def find_last_checkpoint(args: list[str]) -> Path | None:
 
         task = recipe_task("experiment", given["experiment"]) or task
     root = Path(given.get("paths.log_dir", Path(given.get("paths.root_dir", ".")) / "outputs")) / task
-    found = sorted(root.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = sorted((p for p in root.glob("*/*/checkpoints/last.ckpt") if not in_use(p.parent.parent)),
+                   key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 

@@ -68,8 +68,13 @@ def build_task(cfg: DictConfig, data_info: dict) -> Task:
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    return [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
-            if node is not None and "_target_" in node]
+    from src.sweep import trial_pruning
+
+    callbacks = [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
+                 if node is not None and "_target_" in node]
+    # a trial of an Optuna search with a pruner reports to its study
+    pruning = trial_pruning(cfg.task.monitor, cfg.paths.output_dir, cfg.trainer.get("max_epochs"))
+    return callbacks + ([pruning] if pruning else [])
 
 
 def build_loggers(cfg: DictConfig, resuming: bool = False) -> list:
@@ -139,10 +144,41 @@ def quiet_lightning_handlers() -> None:
     warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
 
 
+def share_machine(cfg: DictConfig) -> None:
+    """Trials run side by side on one machine (hydra/launcher=joblib, hydra.launcher.n_jobs=N): each takes its
+    own GPU where there are several (job number modulo the GPUs), and its share of the CPU threads (cores / N)
+    unless `threads` is given."""
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    if hydra.mode != RunMode.MULTIRUN or "joblib" not in str(OmegaConf.select(hydra, "launcher._target_")):
+        return
+    cores = os.cpu_count() or 1
+    n = int(OmegaConf.select(hydra, "launcher.n_jobs") or 1)
+    n = cores if n < 1 else n
+    if n < 2:
+        return
+    if not cfg.get("threads"):
+        torch.set_num_threads(max(1, cores // n))
+    gpus = torch.cuda.device_count()
+    trainer = cfg.trainer
+    if gpus > 1 and trainer.get("accelerator") in ("auto", "gpu", "cuda") and str(trainer.get("devices")) in (
+            "auto", "1"):
+        with open_dict(cfg):
+            trainer.devices = [int(hydra.job.num) % gpus]
+        log.info("trial %s of %d side by side: GPU %d", hydra.job.num, n, trainer.devices[0])
+
+
 def _start(cfg: DictConfig) -> None:
     quiet_lightning_handlers()
     if cfg.get("threads"):  # torch's threads for the work on the CPU (null: torch's default, one per core)
         torch.set_num_threads(int(cfg.threads))
+    share_machine(cfg)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 

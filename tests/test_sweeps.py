@@ -2,6 +2,7 @@
 the end (best first), and Optuna searches (hparams_search=<task>_optuna) that name their best trial and resume."""
 import csv
 import json
+import statistics
 
 import pytest
 import yaml
@@ -13,18 +14,17 @@ pytestmark = pytest.mark.slow  # every test is a multirun of several trainings
 FAST = [*QUICK, "trainer.max_epochs=1", "trainer.limit_train_batches=5"]
 
 
-def test_a_grid_runs_each_point_in_its_own_directory_and_ends_with_a_summary(tmp_path):
-    # the grid the issue names
-    proc = run_here("train.py", "-m", *FAST, "task=image", "optimizer.lr=1e-3,1e-2", "model.width=16,32",
-                      f"paths.sweep_dir={tmp_path}")
-    found = sorted(tmp_path.glob("*/*/*/metrics.json"))
-    assert [p.parent.name for p in found] == ["0", "1", "2", "3"], proc.stdout[-2000:]
+def test_a_grid_runs_each_point_in_its_own_directory_and_pools_seeds(tmp_path):
+    # the sweep of the issue: three seeds of two learning rates, on digits
+    proc = run_here("train.py", "-m", *FAST, "task=image", "seed=1,2,3", "optimizer.lr=1e-3,1e-2",
+                    f"paths.sweep_dir={tmp_path}")
+    found = sorted(tmp_path.glob("*/*/*/metrics.json"), key=lambda p: int(p.parent.name))
+    assert [p.parent.name for p in found] == [str(i) for i in range(6)], proc.stdout[-2000:]
     assert all("test/acc" in json.loads(p.read_text()) for p in found)
-    assert all((p.parent / ".hydra" / "overrides.yaml").is_file() for p in found)
     summary = next(tmp_path.glob("*/*/summary.csv"))
     with open(summary) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 and list(rows[0])[:4] == ["run", "status", "overrides", "val/acc"]
+    assert len(rows) == 6 and list(rows[0])[:4] == ["run", "status", "overrides", "val/acc"]
     values = [float(r["val/acc"]) for r in rows]
     assert values == sorted(values, reverse=True)  # best first by the monitored metric
     for r in rows:  # each row is its run's own metrics and overrides
@@ -32,22 +32,47 @@ def test_a_grid_runs_each_point_in_its_own_directory_and_ends_with_a_summary(tmp
         assert float(r["test/acc"]) == json.loads((run / "metrics.json").read_text())["test/acc"]
         assert r["overrides"].split(" ") == yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
     assert "best first by val/acc" in proc.stdout and str(summary) in proc.stdout.replace("\n", "")
+    # pooled over seeds: mean and standard deviation per learning rate, best mean first
+    with open(summary.parent / "summary_seeds.csv") as f:
+        pooled = list(csv.DictReader(f))
+    assert len(pooled) == 2 and all(p["runs"] == "3" and p["seeds"] == "1 2 3" for p in pooled)
+    for p in pooled:
+        lr = next(o for o in p["config"].split(" ") if o.startswith("optimizer.lr="))
+        accs = [float(r["val/acc"]) for r in rows if lr in r["overrides"].split(" ")]
+        assert float(p["val/acc mean"]) == pytest.approx(statistics.fmean(accs))
+        assert float(p["val/acc std"]) == pytest.approx(statistics.stdev(accs))
+    assert float(pooled[0]["val/acc mean"]) >= float(pooled[1]["val/acc mean"])
+    assert "over seeds" in proc.stdout and "±" in proc.stdout
 
 
-def test_an_optuna_search_names_its_best_trial_and_resumes_where_it_stopped(tmp_path):
-    search = ["hparams_search=image_optuna", *FAST, f"paths.sweep_dir={tmp_path}"]
-    run_here("train.py", *search, "hydra.sweeper.n_trials=3")
-    study = tmp_path / "optuna" / "image"
-    assert sorted(p.name for p in study.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
-    proc = run_here("train.py", *search, "hydra.sweeper.n_trials=4")  # the same search, one trial more
-    assert "3 trials finished, 1 to go" in proc.stdout
-    runs = sorted(p.name for p in study.iterdir() if p.name.isdigit())
-    assert runs == ["0", "1", "2", "3"]  # one new run, numbered after the others
-    params = [yaml.safe_load((study / r / ".hydra" / "overrides.yaml").read_text())[:4] for r in runs]
-    assert len({tuple(p) for p in params}) == 4  # the resumed trial is not a repeat of an earlier one
-    best = yaml.safe_load((study / "optimization_results.yaml").read_text())
-    val = {r: json.loads((study / r / "metrics.json").read_text())["val/acc"] for r in runs}
+def test_an_optuna_search_prunes_names_its_best_trial_and_resumes_where_it_stopped(tmp_path):
+    import optuna
+
+    # the issue's search: 8 trials under the median pruner (hparams_search's default), then 4 more
+    search = ["hparams_search=image_optuna", *QUICK, "trainer.max_epochs=4", "trainer.limit_train_batches=10",
+              f"paths.sweep_dir={tmp_path}"]
+    run_here("train.py", *search, "hydra.sweeper.n_trials=8")
+    study_dir = tmp_path / "optuna" / "image"
+    storage = f"sqlite:///{study_dir / 'optuna.db'}"
+    states = [t.state for t in optuna.load_study(study_name="image", storage=storage).trials]
+    pruned = [str(i) for i, s in enumerate(states) if s == optuna.trial.TrialState.PRUNED]
+    assert len(states) == 8 and pruned and optuna.trial.TrialState.FAIL not in states, states
+    with open(study_dir / "summary.csv") as f:
+        rows = {r["run"]: r for r in csv.DictReader(f)}
+    assert sorted(r for r, row in rows.items() if row["status"].startswith("pruned")) == pruned
+    assert all(rows[r]["status"] == "done" for r in rows if r not in pruned)  # pruned is never failed
+
+    proc = run_here("train.py", *search, "hydra.sweeper.n_trials=12")  # the same search, to 12 trials
+    assert "8 trials finished, 4 to go" in proc.stdout
+    runs = sorted((p.name for p in study_dir.iterdir() if p.name.isdigit()), key=int)
+    assert runs == [str(i) for i in range(12)]  # exactly four new runs, numbered after the others
+    assert len(optuna.load_study(study_name="image", storage=storage).trials) == 12
+    params = [tuple(yaml.safe_load((study_dir / r / ".hydra" / "overrides.yaml").read_text())[-4:]) for r in runs]
+    assert len(set(params)) == 12  # no resumed trial repeats an earlier one
+    best = yaml.safe_load((study_dir / "optimization_results.yaml").read_text())
+    val = {r: json.loads((study_dir / r / "metrics.json").read_text())["val/acc"] for r in runs
+           if (study_dir / r / "metrics.json").is_file()}
     assert best["best_value"] == max(val.values())
     assert "Best parameters" in proc.stdout + proc.stderr
-    with open(study / "summary.csv") as f:
+    with open(study_dir / "summary.csv") as f:
         assert [r["run"] for r in csv.DictReader(f)][0] in [r for r, v in val.items() if v == max(val.values())]
