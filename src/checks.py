@@ -16,13 +16,13 @@ from src.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
-# Lightning logger class -> the package it needs, and how to get it
+# Lightning logger class -> the package it needs, and how to get it (gradlab's extra in pyproject.toml, or pip)
 _LOGGER_PACKAGES = {
-    "TensorBoardLogger": ("tensorboard", "tensorboard"),
-    "MLFlowLogger": ("mlflow", "mlflow"),
-    "WandbLogger": ("wandb", "wandb"),
-    "CometLogger": ("comet_ml", "comet-ml"),
-    "NeptuneLogger": ("neptune", "neptune"),
+    "TensorBoardLogger": ("tensorboard", "`uv pip install tensorboard` (or `pip install tensorboard`)"),
+    "MLFlowLogger": ("mlflow", "`uv sync --extra mlflow` (or `pip install mlflow`)"),
+    "WandbLogger": ("wandb", "`uv sync --extra wandb` (or `pip install wandb`)"),
+    "CometLogger": ("comet_ml", "`uv pip install comet-ml` (or `pip install comet-ml`)"),
+    "NeptuneLogger": ("neptune", "`uv pip install neptune` (or `pip install neptune`)"),
 }
 # Lightning options that take several types (precision=32 or "bf16-mixed", devices=1, "auto" or [0, 1]):
 # their values are checked by check_trainer or by Lightning, not by the type of their default
@@ -130,12 +130,12 @@ def check_loggers(cfg: DictConfig) -> None:
             continue
         cls = str(node._target_).rsplit(".", 1)[-1]
         if cls in _LOGGER_PACKAGES:
-            module, package = _LOGGER_PACKAGES[cls]
+            module, install = _LOGGER_PACKAGES[cls]
             if module == "tensorboard" and importlib.util.find_spec("tensorboardX"):
                 continue
             if importlib.util.find_spec(module) is None:
-                raise UserError(f"logger {name!r} needs the {package!r} package, which is not installed: run "
-                                f"`uv pip install {package}` (or `pip install {package}`), or use logger=csv.")
+                raise UserError(f"logger {name!r} needs the {module!r} package, which is not installed: run "
+                                f"{install}, or use logger=csv.")
 
 
 def check_trainer(cfg: DictConfig) -> None:
