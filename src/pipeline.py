@@ -87,6 +87,9 @@ def build_loggers(cfg: DictConfig, resuming: bool = False) -> list:
             for node in loggers.values():
                 if node.get("version") == "":
                     node.version = f"resume-{time.strftime('%Y%m%d-%H%M%S')}"
+    from src import trackers
+
+    trackers.prepare(loggers, Path(cfg.paths.output_dir), resuming)  # MLflow's server answers; a resume's run ids
     return [build(node, f"logger.{name}") for name, node in loggers.items()]
 
 
@@ -200,6 +203,8 @@ def select_checkpoint(trainer: L.Trainer) -> str | None:
 # -- train -------------------------------------------------------------------------------------------
 def train(cfg: DictConfig) -> float | None:
     """Fit on train, select the checkpoint on val, test it once; returns the monitored metric (for sweeps)."""
+    from src import trackers
+
     started, run_dir = time.time(), Path(cfg.paths.output_dir)
     _start(cfg)
     ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(run_dir)
@@ -215,6 +220,7 @@ def train(cfg: DictConfig) -> float | None:
         record["history"] = earlier_parts(run_dir / "run.json")
     if trainer.is_global_zero:
         write_json(run_dir / "run.json", record)
+        trackers.start(run_dir, trainer.loggers)  # MLflow's and W&B's runs begin now, their ids kept for a resume
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
 
@@ -241,6 +247,7 @@ def train(cfg: DictConfig) -> float | None:
         record.update({"best_checkpoint": best, "epochs": trainer.current_epoch, "steps": trainer.global_step,
                        "wall_s": round(time.time() - started, 1)})
         write_json(run_dir / "run.json", record)
+        trackers.log_files(cfg, run_dir, trainer.loggers, best)  # config, run.json, metrics, plots, best checkpoint
         shown = {k: v for k, v in metrics.items() if not k.startswith("val/")} or metrics  # test/, real/, ...
         log_metrics("test metrics" if cfg.get("test", True) else "validation metrics", shown, run_dir)
     value = metrics.get(cfg.task.monitor)
