@@ -66,6 +66,7 @@ def run_info(**extra) -> dict:
 
     return {"command": [sys.executable, *sys.argv], "cwd": os.getcwd(), "git": git(),
             "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__,
+            "threads": torch.get_num_threads(),
             "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 

@@ -2,7 +2,9 @@
 the end (best first), and Optuna searches (hparams_search=<task>_optuna) that name their best trial and resume."""
 import csv
 import json
+import os
 import statistics
+from datetime import datetime
 
 import pytest
 import yaml
@@ -76,3 +78,38 @@ def test_an_optuna_search_prunes_names_its_best_trial_and_resumes_where_it_stopp
     assert "Best parameters" in proc.stdout + proc.stderr
     with open(study_dir / "summary.csv") as f:
         assert [r["run"] for r in csv.DictReader(f)][0] in [r for r, v in val.items() if v == max(val.values())]
+
+
+def test_trials_run_side_by_side_through_joblib_each_with_its_share_of_threads(tmp_path):
+    from tests.helpers import run_script
+
+    run_script("train.py", "hparams_search=image_optuna", *FAST, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               "hydra.sweeper.n_trials=2", "test=false", f"paths.sweep_dir={tmp_path}", timeout=600)
+    study_dir = tmp_path / "optuna" / "image"
+    runs = sorted(p for p in study_dir.iterdir() if p.name.isdigit())
+    assert [r.name for r in runs] == ["0", "1"] and all((r / "metrics.json").is_file() for r in runs)
+    cores = os.cpu_count()
+    assert [json.loads((r / "run.json").read_text())["threads"] for r in runs] == [max(1, cores // 2)] * 2
+    starts = [json.loads((r / "run.json").read_text())["started"] for r in runs]
+    assert abs((datetime.fromisoformat(starts[0]) - datetime.fromisoformat(starts[1])).total_seconds()) < 20
+
+
+def test_trials_run_as_submitit_jobs_report_to_a_journal_file_and_are_pruned(tmp_path):
+    import optuna
+
+    from tests.helpers import run_script
+
+    # a pruner that stops every trial after its first validation: each trial, in its own process, must reach it
+    proc = run_script("train.py", "hparams_search=image_optuna", *FAST, "trainer.max_epochs=2",
+                      "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "hydra.sweeper.n_trials=2",
+                      "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:2.0}",
+                      f"paths.sweep_dir={tmp_path}", timeout=600)
+    study_dir = tmp_path / "optuna" / "image"
+    assert "journal" in proc.stdout and (study_dir / "optuna.journal").is_file()
+    assert not (study_dir / "optuna.db").exists()
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(study_dir / "optuna.journal")))
+    trials = optuna.load_study(study_name="image", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(list(t.intermediate_values) == [0] for t in trials)  # reported after epoch 0, stopped there
+    assert all((study_dir / str(i) / "pruned.json").is_file() for i in range(2))

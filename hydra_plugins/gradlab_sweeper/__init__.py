@@ -91,6 +91,9 @@ class OptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
+        # Hydra built the pruner's and sampler's objects from their configs already; the configs are what a trial
+        # is told and what a resume reseeds
+        self.pruner = OmegaConf.select(config, "hydra.sweeper.pruner")
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
 
