@@ -122,6 +122,8 @@ CASES = [
     # another task's recipe, search, model or data
     ("train.py", "experiment=multi30k_gru task=image", 2, ["recipe of task=translation", "task=image was given"]),
     ("train.py", "task=image hparams_search=sentiment_optuna", 2, ["recipe of task=sentiment", "image_optuna"]),
+    ("train.py", "hparams_search=image_optuna hydra.sweeper.pruner=medan", 2, ["hydra.sweeper.pruner=medan",
+                                                                              "median, successive_halving"]),
     ("train.py", "task=speech model=bilstm", 2, ["model of task=sentiment", "speech_resnet, crnn"]),
     ("train.py", "task=translation model=cnn", 2, ["model of task=image", "seq2seq_gru, seq2seq_lstm"]),
     ("train.py", "data=sst2", 2, ["data set of task=sentiment", "digits, mnist"]),

@@ -160,13 +160,13 @@ class OptunaSweeper(Sweeper):
         from src.sweep import make_pruner, open_storage, settle_trials
 
         check_choices(self.config.hydra.runtime.choices)  # before the study is created or a trial started
-        self._choose_storage()
         try:
             space, fixed = search_space(OmegaConf.to_container(self.params, resolve=True)
                                         if isinstance(self.params, DictConfig) else self.params, arguments)
             pruner = make_pruner(self.pruner, OmegaConf.select(self.config, "trainer.max_epochs", default=None))
         except ValueError as e:
             raise UserError(str(e)) from None
+        self._choose_storage()  # (after the checks: a mistake creates no sweep directory)
         storage = open_storage(self.storage)
         done, started = settle_trials(storage, self.study_name)
         directions = list(self.direction) if isinstance(self.direction, (list, tuple)) or OmegaConf.is_list(
