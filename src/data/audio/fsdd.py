@@ -8,6 +8,11 @@ Splits: `standard` is the data set's own (index 0-4 test, 5-49 train); `speaker`
 by digit (split_seed), is validation. Labels are words ("zero" ... "nine"), the labels of the synthesised
 spoken digits, so one model can be scored on both.
 
+A few recordings (fine-tuning on real voices): `train_speakers` limits the rest to those speakers, and `per_digit`
+to the first per_digit takes of each digit by each of them (index 0 .. per_digit - 1); validation is then
+val_fraction of each speaker's takes of each digit (per_digit=5, val_fraction=0.2: one of the five, drawn by
+split_seed), so nothing from a test speaker chooses anything.
+
 For scoring on any folder of FSDD-named recordings (spoken_words' `real_dir`):
 
     FSDDDataModule.read_folder(folder, sample_rate, length, trim_db, cache_dir=None)
@@ -81,6 +86,7 @@ def download_recordings(folder: Path) -> None:
 class FSDDDataModule(AudioDataModule):
     def __init__(self, data_dir: str = "data", download: bool = True, split: str = "standard",
                  test_speakers: list[str] = ("theo",), val_fraction: float = 0.1, split_seed: int = 0,
+                 train_speakers: list[str] | None = None, per_digit: int | None = None,
                  cache_dir: str | None = "data/cache", **kwargs):
         super().__init__(**kwargs)
         if split not in ("standard", "speaker"):
@@ -90,8 +96,18 @@ class FSDDDataModule(AudioDataModule):
             raise ValueError(f"data.val_fraction={val_fraction} should be between 0 and 1")
         if split == "speaker" and not test_speakers:
             raise ValueError("data.test_speakers is empty: name the speakers held out for test, e.g. [theo]")
+        if per_digit is not None and not 1 <= round(val_fraction * per_digit) < per_digit:
+            raise ValueError(f"data.per_digit={per_digit} with data.val_fraction={val_fraction} leaves no "
+                             f"{'validation' if round(val_fraction * per_digit) < 1 else 'training'} recordings: "
+                             f"validation takes round(val_fraction x per_digit) of each speaker's takes of a digit")
+        both = set(map(str, train_speakers or [])) & set(map(str, test_speakers)) if split == "speaker" else set()
+        if both:
+            raise ValueError(f"data.train_speakers and data.test_speakers share {sorted(both)}: a test voice must "
+                             f"never be heard in training")
         self.data_dir, self.download, self.split = Path(data_dir), download, split
         self.test_speakers = [str(s) for s in test_speakers]
+        self.train_speakers = [str(s) for s in train_speakers] if train_speakers else None
+        self.per_digit = per_digit
         self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
 
     @property
@@ -148,10 +164,28 @@ class FSDDDataModule(AudioDataModule):
             if test.all():
                 raise UserError(f"data.test_speakers={self.test_speakers} holds out every speaker; leave some "
                                 f"for training.")
-        rest = np.flatnonzero(~test)
-        val, train = stratified_split(labels[rest].numpy(), [self.val_fraction], self.split_seed)
+        rest = np.flatnonzero(~test & self._kept(speakers, parsed))
+        strata = labels[rest].numpy()
+        if self.per_digit:  # each speaker's takes of each digit split alike
+            strata = strata * len(speakers) + np.unique(speakers, return_inverse=True)[1][rest]
+        val, train = stratified_split(strata, [self.val_fraction], self.split_seed)
         idx = {"train": rest[train], "val": rest[val], "test": np.flatnonzero(test)}
         for split, i in idx.items():
             i = torch.as_tensor(i, dtype=torch.int64)
             setattr(self, f"{split}_set", Waveforms(clips[i], labels[i]))
         self.class_names = list(CLASS_NAMES)
+
+    def _kept(self, speakers: np.ndarray, parsed: list) -> np.ndarray:
+        """Which recordings may be trained or validated on: those of train_speakers (all when not given), and of
+        them, with per_digit, the takes of index 0 .. per_digit - 1 of each digit (standard split, whose test takes
+        are 0-4: 5 .. 4 + per_digit)."""
+        keep = np.ones(len(speakers), dtype=bool)
+        if self.train_speakers:
+            if unknown := sorted(set(self.train_speakers) - set(speakers)):
+                raise UserError(f"data.train_speakers: {unknown} recorded nothing in {self.recordings}; the "
+                                f"speakers are {sorted(set(speakers))}.")
+            keep = np.isin(speakers, self.train_speakers)
+        if self.per_digit:
+            first = 5 if self.split == "standard" else 0  # the standard split's test takes are index 0-4
+            keep &= np.array([int(m.group(3)) < first + self.per_digit for m in parsed])
+        return keep
