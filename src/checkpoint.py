@@ -49,24 +49,25 @@ def task_name(target: str) -> str:
     return target.split(".")[-2] if target.count(".") >= 2 else target
 
 
-def read_checkpoint(path: str, expected_task: str | None = None) -> dict:
-    """Load a checkpoint's contents on the CPU (weights only) and check that it is one of ours, of this task."""
+def read_checkpoint(path: str, expected_task: str | None = None, key: str = "ckpt_path") -> dict:
+    """Load a checkpoint's contents on the CPU (weights only) and check that it is one of ours, of this task. key: the
+    option that named it, for the messages (ckpt_path, init_from)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"ckpt_path={path}: no such file") from None
+        raise UserError(f"{key}={path}: no such file") from None
     except Exception as e:  # noqa: BLE001 - truncated zip, pickle of unknown classes, not a torch file, 0 bytes
         first = (str(e).splitlines() or [""])[0][:200]
         what = "it is empty: 0 bytes" if Path(path).is_file() and Path(path).stat().st_size == 0 else (
             f"{type(e).__name__}: {first}" if first else type(e).__name__)
-        raise UserError(f"ckpt_path={path} is not a readable checkpoint ({what}). Was it truncated? Use another, "
+        raise UserError(f"{key}={path} is not a readable checkpoint ({what}). Was it truncated? Use another, "
                         f"e.g. the run's best-*.ckpt.") from None
     meta = ckpt.get("gradlab") if isinstance(ckpt, dict) else None
     if not meta or "hyper_parameters" not in ckpt:
-        raise UserError(f"ckpt_path={path} was not written by gradlab (it has no task record).")
+        raise UserError(f"{key}={path} was not written by gradlab (it has no task record).")
     meta["task"] = current_path(meta["task"])
     if expected_task and meta["task"] != expected_task:
-        raise UserError(f"ckpt_path={path} is a checkpoint of task={task_name(meta['task'])} ({meta['task']}), "
+        raise UserError(f"{key}={path} is a checkpoint of task={task_name(meta['task'])} ({meta['task']}), "
                         f"but this run is task={task_name(expected_task)}: pass task={task_name(meta['task'])} "
                         f"or a checkpoint of this task.")
     return ckpt
@@ -74,7 +75,8 @@ def read_checkpoint(path: str, expected_task: str | None = None) -> dict:
 
 def load_task(ckpt_path: str, map_location="cpu") -> Task:
     """The task a checkpoint was trained as, with its model, labels and data config restored (the data module's
-    path brought up to date)."""
+    path brought up to date). A model that started from pretrained weights (model.weights) is built without them:
+    the checkpoint's weights replace them, and neither a download nor the file is needed again."""
     ckpt = read_checkpoint(ckpt_path)
     data = dict(ckpt["hyper_parameters"].get("data") or {})
     data["_target_"] = current_path(str(data.get("_target_")))
@@ -86,6 +88,10 @@ def load_task(ckpt_path: str, map_location="cpu") -> Task:
     if not (issubclass(cls, Task) and issubclass(data_cls, DataModule)):
         raise UserError(f"ckpt_path={ckpt_path} names {cls.__name__} and {data_cls.__name__}, which are not a "
                         f"gradlab task and data module (src.tasks.base.Task, src.data.base.DataModule).")
+    model = dict(ckpt["hyper_parameters"].get("model") or {})
+    if model.get("weights"):  # the pretrained weights it started from (model.weights): it holds its own now
+        return cls.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True, data=data,
+                                        model={**model, "weights": None})
     return cls.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True, data=data)
 
 

@@ -186,6 +186,28 @@ def check_checkpoint_path(cfg: DictConfig, required: bool = False, folders: bool
                         f"(best-*.ckpt, last.ckpt).")
 
 
+def check_finetune(cfg: DictConfig) -> None:
+    """init_from= (a new run from a checkpoint's weights) against ckpt_path= (a resume), and finetune.*."""
+    start = cfg.get("init_from")
+    if start is not None:
+        if cfg.get("ckpt_path") is not None:
+            raise UserError(f"init_from={start} with ckpt_path={cfg.ckpt_path}: init_from starts a new run from a "
+                            f"checkpoint's weights, ckpt_path resumes a run (weights, optimizer, epoch): give one.")
+        if not Path(str(start)).is_file():
+            raise UserError(f"init_from={start}: no such file. Checkpoints are in <run dir>/checkpoints/ "
+                            f"(best-*.ckpt, last.ckpt).")
+    spec = cfg.get("finetune") or {}
+    names, epochs = spec.get("freeze") or [], spec.get("epochs")
+    if not all(isinstance(n, str) and n for n in names):
+        raise UserError(f"finetune.freeze={list(names)} should list parts of the model by name, e.g. [stem,stages].")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise UserError(f"finetune.epochs={epochs} should be the epoch (1 or more) at which the frozen parts start "
+                        f"training, or null to keep them frozen.")
+    if epochs is not None and not names:
+        raise UserError(f"finetune.epochs={epochs} unfreezes nothing: name the parts to freeze until then, "
+                        f"finetune.freeze=[...].")
+
+
 def validate(cfg: DictConfig, config_name: str = "train") -> None:
     """Everything that can be checked before torch is imported, in the order a user would fix it."""
     if config_name == "train":
@@ -197,6 +219,8 @@ def validate(cfg: DictConfig, config_name: str = "train") -> None:
     check_ranges(cfg)
     check_loggers(cfg)
     check_checkpoint_path(cfg, required=config_name != "train", folders=config_name == "serve")
+    if config_name == "train":
+        check_finetune(cfg)
     seed = cfg.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise UserError(f"seed={seed} should be an integer from 0 to 4294967295, or null for a random run.")

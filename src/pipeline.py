@@ -19,6 +19,7 @@ from lightning.pytorch.strategies import ParallelStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src import finetune
 from src.callbacks.preemption import stopped
 from src.checkpoint import load_task, read_checkpoint, requeued_checkpoint
 from src.data.base import DataModule
@@ -210,12 +211,14 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(run_dir)
     if ckpt_path:  # before any data is read: a checkpoint of another task is refused at once
         read_checkpoint(ckpt_path, expected_task=cfg.task._target_)
+    source = None if ckpt_path else finetune.read_source(cfg)  # init_from=: likewise (a resume has its weights)
 
     # build
     datamodule = build_data(cfg.data)
     trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg, resuming=bool(ckpt_path)))
     task = build_task(cfg, data_info(datamodule, trainer))
-    record = run_info(seed=cfg.seed, resumed_from=ckpt_path)
+    finetune.begin(cfg, task, trainer, source)  # init_from='s weights, finetune.freeze's callback
+    record = run_info(seed=cfg.seed, resumed_from=ckpt_path, init_from=task.started_from)
     if ckpt_path and (run_dir / "run.json").is_file():  # a resume in the run's own directory: keep its history
         record["history"] = earlier_parts(run_dir / "run.json")
     if trainer.is_global_zero:

@@ -103,6 +103,9 @@ class SpeechResNet(nn.Module):
     frequency and time), global average pooling, dropout and a linear layer.
     """
 
+    #: the layer of class scores, one row per class (the classification task's output_layer)
+    output_layer = "head.3"
+
     def __init__(self, num_classes: int, in_features: int = 40, widths: list[int] = (32, 64, 128),
                  blocks: int = 1, stem_stride: list[int] = (1, 2), dropout: float = 0.1):
         super().__init__()
@@ -137,6 +140,9 @@ class AttentionPooling(nn.Module):
 class CRNN(nn.Module):
     """Convolution front end (conv-BN-ReLU blocks, pooling frequency more than time), a bidirectional GRU
     over the frames, attention pooling, dropout and a linear layer."""
+
+    #: the layer of class scores, one row per class (the classification task's output_layer)
+    output_layer = "head.1"
 
     def __init__(self, num_classes: int, in_features: int = 40, channels: list[int] = (32, 64),
                  pool: list[list[int]] = ((2, 2), (2, 1)), hidden: int = 96, layers: int = 1,

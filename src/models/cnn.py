@@ -15,6 +15,9 @@ class CNN(nn.Module):
     `width`, when given, replaces widths by width, 2 width, 4 width, ... (as many stages): one knob for sweeps.
     """
 
+    #: the layer of class scores, one row per class (the classification task's output_layer)
+    output_layer = "head.2"
+
     def __init__(self, in_channels: int, num_classes: int, widths=(32, 64, 128), depth: int = 2, dropout: float = 0.2,
                  width: int | None = None):
         super().__init__()

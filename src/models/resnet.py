@@ -28,6 +28,9 @@ class ResNet(nn.Module):
     Input (N, in_channels, H, W), output (N, num_classes) logits.
     """
 
+    #: the layer of class scores, one row per class (the classification task's output_layer)
+    output_layer = "head.3"
+
     def __init__(self, in_channels: int, num_classes: int, blocks=(2, 2, 2, 2), width: int = 64, dropout: float = 0.0):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),

@@ -67,6 +67,9 @@ class RNNClassifier(nn.Module):
     linear. pooling: max, mean, attention (a learnt query scores each step; masked softmax) or max_mean
     (both, concatenated)."""
 
+    #: the layer of class scores, one row per class (the classification task's output_layer)
+    output_layer = "out"
+
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300, hidden: int = 256,
                  layers: int = 1, cell: str = "lstm", bidirectional: bool = True, pooling: str = "max",
                  dropout: float = 0.5, embed_dropout: float = 0.3, word_dropout: float = 0.0,
@@ -119,6 +122,9 @@ class TextCNN(nn.Module):
     """Kim (2014): embedding -> parallel 1-D convolutions of several widths -> ReLU -> max over time ->
     dropout -> linear. The convolutions are "wide" (padded by width - 1 on both sides), so a text shorter
     than a filter is still read."""
+
+    #: the layer of class scores, one row per class (the classification task's output_layer)
+    output_layer = "out"
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 300, kernel_sizes=(3, 4, 5),
                  channels: int = 100, dropout: float = 0.5, embed_dropout: float = 0.0, word_dropout: float = 0.0,

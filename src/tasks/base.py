@@ -71,7 +71,9 @@ class Task(L.LightningModule, ABC):
     def configure_optimizers(self):
         cfg = dict(self.hparams.optimizer)
         decay = cfg.get("weight_decay", 0.0) or 0.0
-        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        # every parameter, frozen ones too (finetune.freeze): without a gradient the optimizer leaves one alone, and
+        # one unfrozen later trains under the same schedule with no new parameter group
+        params = list(self.named_parameters())
         groups = [{"params": [p for n, p in params if not _no_decay(n, p)], "weight_decay": decay},
                   {"params": [p for n, p in params if _no_decay(n, p)], "weight_decay": 0.0}]
         optimizer = instantiate(cfg)([g for g in groups if g["params"]])
@@ -93,9 +95,25 @@ class Task(L.LightningModule, ABC):
         n = self.trainer.log_every_n_steps
         return n > 0 and ((self.global_step + 1) % n == 0 or self.trainer.fast_dev_run)
 
+    # -- fine-tuning (src/finetune.py) ---------------------------------------------------------------
+    #: where this task's weights started when not from scratch (init_from=: the checkpoint's path and run), written
+    #: into every checkpoint of the run and read back from it; None: from scratch
+    started_from: dict | None = None
+
+    def output_layer(self) -> str | None:
+        """The parameter-name prefix of the layer whose rows are the labels, one per name in
+        data_info["class_names"] (e.g. "net.head.3"): init_from= reorders it when the labels are the same in
+        another order and starts it afresh when they differ. None (the default): no layer is tied to labels."""
+        return None
+
     # -- checkpoint identity -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gradlab"] = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}
+        if self.started_from:
+            checkpoint["gradlab"]["init_from"] = self.started_from
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.started_from = (checkpoint.get("gradlab") or {}).get("init_from")
 
 
 # -- what a task may hand its callbacks ----------------------------------------------------------------

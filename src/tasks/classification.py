@@ -11,6 +11,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from src.errors import UserError
 from src.tasks.base import Exportable, HasConfusion, Task
 
 
@@ -49,6 +50,17 @@ class ClassificationTask(Task, HasConfusion, Exportable):
 
     def model_kwargs(self):
         return {"num_classes": len(self.data_info["class_names"])}
+
+    def output_layer(self) -> str:
+        """The model's layer of class scores, as the model's class declares it: `output_layer = "head.3"`, that
+        layer's module name within the model (src/models/: every classifier has one; a model of your own needs one
+        too for init_from= to tell its body from its head)."""
+        try:
+            return f"net.{self.net.output_layer}"
+        except AttributeError:
+            name = type(self.net).__name__
+            raise UserError(f"model {name} does not say which layer gives the class scores: give its class an "
+                            f"attribute output_layer = '<that module's name>', as src/models/cnn.py does.") from None
 
     def inputs(self, batch):
         return batch[0]

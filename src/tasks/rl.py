@@ -371,6 +371,7 @@ class PolicyGradient(Task, HasCurves, Renders):
         checkpoint["rl"] = {"curves": self.curves, "env_steps": self.env_steps}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("rl") or {}
         self.curves = {k: [tuple(x) for x in v] for k, v in (saved.get("curves") or self.curves).items()}
         self.env_steps = int(saved.get("env_steps", 0))
