@@ -188,7 +188,7 @@ class RunDirectory(Callback):
         sweep_dir = claim_directory(Path(str(config.hydra.sweep.dir)))
         with read_write(config.hydra):
             config.hydra.sweep.dir = str(sweep_dir)
-            config.hydra.overrides.hydra.append("hydra.sweep.dir='" + str(sweep_dir).replace("'", "\\'") + "'")
+            config.hydra.overrides.hydra.append(f"hydra.sweep.dir={quoted(str(sweep_dir))}")
 
     def _settle(self, config, config_name: str) -> None:
         import fcntl
@@ -354,10 +354,15 @@ def quote_text(argv: list[str], keys: tuple[str, ...] = ("input", "inputs")) -> 
     for a in argv[1:]:
         key, eq, value = a.partition("=")
         if eq and key in keys and not (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
-            # in a quoted Hydra value, a backslash escapes only a quote or the backslashes before one (or
-            # before the closing quote); any other backslash is itself
-            value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
-            value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)
-            a = f"{key}='{value}'"
+            a = f"{key}={quoted(value)}"
         out.append(a)
     return out
+
+
+def quoted(value: str) -> str:
+    """A string as a single-quoted Hydra override value that Hydra reads back as the same string. In a quoted Hydra
+    value, a backslash escapes only a quote or the backslashes before one (or before the closing quote); any other
+    backslash is itself."""
+    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)
+    return f"'{value}'"

@@ -197,13 +197,14 @@ def open_storage(url: str | None):
     if not url:
         return None
     url = str(url)
+    for prefix in ("sqlite:///", "journal:///"):  # a file in the sweep directory, which the first run creates
+        if url.startswith(prefix):
+            Path(url.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("journal:///"):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url.removeprefix("journal:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal:///")))
     return url
 
 

@@ -113,3 +113,15 @@ def test_trials_run_as_submitit_jobs_report_to_a_journal_file_and_are_pruned(tmp
     assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2
     assert all(list(t.intermediate_values) == [0] for t in trials)  # reported after epoch 0, stopped there
     assert all((study_dir / str(i) / "pruned.json").is_file() for i in range(2))
+
+
+def test_the_command_line_wins_over_the_search_space_and_values_are_passed_back_as_typed():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.gradlab_sweeper import _encode, search_space
+
+    space, fixed = search_space({"a": "interval(0, 1)", "b": "choice(1, 2)", "c": "3"}, ["a=0.5", "c=1,2", "d=x"])
+    assert sorted(space) == ["b", "c"] and fixed == ["a=0.5", "d=x"]
+    parser = OverridesParser.create()
+    for value in ["a b", "x\\y", "it's", "end\\", "c:\\dir\\", "q\\'", 0.001, True, None]:
+        assert parser.parse_override(f"k={_encode(value)}").value() == value

@@ -40,7 +40,9 @@ def _encode(value: Any) -> str:
         return "null"
     text = str(value)
     if isinstance(value, str) and (not text or any(c in text for c in " ,=()[]{}'\"\\:")):
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        from src.cli import quoted
+
+        return quoted(text)
     return text
 
 
@@ -66,19 +68,19 @@ def distribution(key: str, override) -> Any:
 
 
 def search_space(params: dict | None, arguments: list[str]) -> tuple[dict, list[str]]:
-    """({key: distribution}, [fixed overrides]) from hydra.sweeper.params and the command line's arguments."""
-    parser = OverridesParser.create()
-    space, fixed = {}, []
+    """({key: distribution}, [fixed overrides]) from hydra.sweeper.params, then the command line's arguments: for a
+    key given twice, the later (the command line's) wins, a sweep or a fixed value."""
+    space, fixed = {}, {}
     lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
-    for override in parser.parse_overrides(lines):
+    for override in OverridesParser.create().parse_overrides(lines):
         key = override.get_key_element()
         if override.is_sweep_override():
             space[key] = distribution(key, override)
+            fixed.pop(key, None)
         else:
-            space.pop(key, None)  # a fixed value on the command line wins over the searched one
-            fixed.append(override.input_line)
-    fixed_keys = {parser.parse_override(f).get_key_element() for f in fixed}
-    return {k: v for k, v in space.items() if k not in fixed_keys}, fixed
+            fixed[key] = override.input_line
+            space.pop(key, None)
+    return space, list(fixed.values())
 
 
 class OptunaSweeper(Sweeper):
@@ -96,6 +98,10 @@ class OptunaSweeper(Sweeper):
         self.pruner = OmegaConf.select(config, "hydra.sweeper.pruner")
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
+
+    @property
+    def _prunes(self) -> bool:
+        return self.pruner not in (None, "none")
 
     # -- the parts ---------------------------------------------------------------------------------
     def _sampler(self, started: int):
@@ -125,22 +131,19 @@ class OptunaSweeper(Sweeper):
 
         storage = str(self.storage or "")
         launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_", default=""))
-        if "submitit" in launcher and storage.startswith("sqlite:///") and self.pruner not in (None, "none"):
+        if "submitit" in launcher and storage.startswith("sqlite:///") and self._prunes:
             journal = Path(storage.removeprefix("sqlite:///")).with_suffix(".journal")
             print(f"trials run as SLURM jobs report to the study: it is kept in {journal} (Optuna's journal file, "
                   f"safe on a shared disk) rather than {storage}", flush=True)
             self.storage = storage = f"journal:///{journal}"
-        if self.pruner not in (None, "none") and not storage:
+        if self._prunes and not storage:
             raise UserError("hydra.sweeper.pruner: pruning needs the study in a storage the trials can reach: give "
                             "hydra.sweeper.storage=sqlite:///<sweep dir>/optuna.db (or journal:///<file>)")
-        for prefix in ("sqlite:///", "journal:///"):
-            if storage.startswith(prefix):  # the sweep directory does not exist before the first run
-                Path(storage.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
 
     def _trial_env(self, trial) -> list[str]:
         """What a trial needs to report to the study and be pruned (src/callbacks/pruning.py), as Hydra overrides
         of its environment: the task's config and overrides stay as typed."""
-        if self.pruner in (None, "none"):
+        if not self._prunes:
             return []
         import json
 
@@ -166,8 +169,8 @@ class OptunaSweeper(Sweeper):
             pruner = make_pruner(self.pruner, OmegaConf.select(self.config, "trainer.max_epochs", default=None))
         except ValueError as e:
             raise UserError(str(e)) from None
-        self._choose_storage()  # (after the checks: a mistake creates no sweep directory)
-        storage = open_storage(self.storage)
+        self._choose_storage()
+        storage = open_storage(self.storage)  # (after the checks: a mistake creates no sweep directory)
         done, started = settle_trials(storage, self.study_name)
         directions = list(self.direction) if isinstance(self.direction, (list, tuple)) or OmegaConf.is_list(
             self.direction) else [str(self.direction)]
