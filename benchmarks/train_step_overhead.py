@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def compose(data: str, data_dir: str | None, device: str, out: Path, bare: bool = False):
+def compose(data: str | None, data_dir: str | None, device: str, out: Path, bare: bool = False,
+            extra: tuple[str, ...] = ()):
+    """The composed train config for a timed run: validation off, no model summary, early stopping off; `extra`
+    overrides go last (a task, an experiment, model sizes)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -31,7 +34,7 @@ def compose(data: str, data_dir: str | None, device: str, out: Path, bare: bool 
     from omegaconf import open_dict
 
     GlobalHydra.instance().clear()
-    overrides = [f"data={data}", f"trainer.accelerator={device}", "trainer.limit_val_batches=0",
+    overrides = ([f"data={data}"] if data else []) + [f"trainer.accelerator={device}", "trainer.limit_val_batches=0",
                  "trainer.num_sanity_val_steps=0", "callbacks.model_summary=null", "trainer.enable_model_summary=false",
                  "callbacks.progress_bar.interactive=false",
                  "callbacks.early_stopping=null"]  # it needs a validation metric, and there is no validation here
@@ -40,6 +43,7 @@ def compose(data: str, data_dir: str | None, device: str, out: Path, bare: bool 
     if bare:  # Lightning alone: no callbacks, no loggers, no progress bar
         overrides = [o for o in overrides if not o.startswith("callbacks.")] + [
             "callbacks=none", "~logger", "trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false"]
+    overrides += list(extra)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import finetune
+from src.callbacks.compile import Compile
 from src.callbacks.preemption import stopped
 from src.checkpoint import load_task, read_checkpoint, requeued_checkpoint
 from src.data.base import DataModule
@@ -75,6 +76,8 @@ def build_callbacks(cfg: DictConfig) -> list:
                  if node is not None and "_target_" in node]
     # a trial of an Optuna search with a pruner reports to its study
     pruning = trial_pruning(cfg.task.monitor, cfg.paths.output_dir, cfg.trainer.get("max_epochs"))
+    if cfg.model.get("compile"):  # model.compile=true: torch.compile the network for this run
+        callbacks.append(Compile(cfg.model.get("compile_mode") or "default", cfg.model.get("compile_backend")))
     return callbacks + ([pruning] if pruning else [])
 
 
@@ -249,6 +252,9 @@ def train(cfg: DictConfig) -> float | None:
         write_json(run_dir / "metrics.json", metrics)
         record.update({"best_checkpoint": best, "epochs": trainer.current_epoch, "steps": trainer.global_step,
                        "wall_s": round(time.time() - started, 1)})
+        compiled = [c.seconds for c in trainer.callbacks if isinstance(c, Compile)]
+        if compiled:  # model.compile=true: the first training and evaluation steps, compiling included
+            record["compile_first_step_s"] = compiled[0]
         write_json(run_dir / "run.json", record)
         trackers.log_files(cfg, run_dir, trainer.loggers, best)  # config, run.json, metrics, plots, best checkpoint
         shown = {k: v for k, v in metrics.items() if not k.startswith("val/")} or metrics  # test/, real/, ...

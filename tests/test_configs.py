@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from src.checks import CONF_DIR
+from src.models import build_network
 
 REQUIRED = {"image_folder": ["data.path=/tmp/images"], "parallel_text": ["data.path=/tmp/pairs.tsv"],
             "audio_folder": ["data.path=/tmp/audio"], "text_csv": ["data.path=/tmp/texts.tsv"]}
@@ -37,14 +38,14 @@ IMAGE_MODELS = [o for o in options("model")
 @pytest.mark.parametrize("option", IMAGE_MODELS)
 def test_every_image_model_builds(compose_train, option):
     cfg = compose_train(f"model={option}")
-    net = instantiate(cfg.model, in_channels=3, num_classes=10)
+    net = build_network(cfg.model, in_channels=3, num_classes=10)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("option", [o for o in options("model") if o.startswith("seq2seq")])
 def test_every_translation_model_builds(compose_train, option):
     cfg = compose_train("task=translation", f"model={option}")
-    net = instantiate(cfg.model, src_vocab_size=30, tgt_vocab_size=40)
+    net = build_network(cfg.model, src_vocab_size=30, tgt_vocab_size=40)
     src, src_len = torch.randint(3, 30, (2, 5)), torch.tensor([5, 3])
     assert net(src, src_len, torch.randint(3, 40, (2, 4))).shape == (2, 4, 40)
 
@@ -52,14 +53,14 @@ def test_every_translation_model_builds(compose_train, option):
 @pytest.mark.parametrize("option", SPEECH_MODELS)
 def test_every_speech_model_builds(compose_train, option):
     cfg = compose_train("task=speech", f"model={option}")
-    net = instantiate(cfg.model, in_features=40, num_classes=12)
+    net = build_network(cfg.model, in_features=40, num_classes=12)
     assert net(torch.randn(2, 1, 40, 101)).shape == (2, 12)
 
 
 @pytest.mark.parametrize("option", TEXT_MODELS)
 def test_every_text_model_builds(compose_train, option):
     cfg = compose_train("task=sentiment", f"model={option}")
-    net = instantiate(cfg.model, vocab_size=50, num_classes=2)
+    net = build_network(cfg.model, vocab_size=50, num_classes=2)
     assert net(torch.randint(4, 50, (3, 7)), torch.tensor([7, 2, 1])).shape == (3, 2)
 
 
@@ -68,7 +69,7 @@ def test_every_text_model_builds(compose_train, option):
                                                                     "high": [1, 1]}])
 def test_every_policy_builds(compose_train, option, action):
     cfg = compose_train("task=rl", f"model={option}")
-    net = instantiate(cfg.model, obs_dim=4, action=action)
+    net = build_network(cfg.model, obs_dim=4, action=action)
     params, value, _ = net(torch.randn(5, 4))
     assert params.shape == (5, action.get("n") or action["dim"]) and value.shape == (5,)
 

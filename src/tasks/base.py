@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from src.errors import UserError
+from src.models import build_network
 
 
 def gather_objects(items: list) -> list:
@@ -54,7 +55,7 @@ class Task(L.LightningModule, ABC):
         super().__init__()
         self.save_hyperparameters()
         self.data_info = dict(data_info or {})
-        self.net: nn.Module = instantiate(model, **self.model_kwargs())
+        self.net: nn.Module = build_network(model, **self.model_kwargs())
 
     def model_kwargs(self) -> dict[str, Any]:
         """What the data dictates to the model's constructor (e.g. num_classes), on top of its config."""
