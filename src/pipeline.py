@@ -3,9 +3,11 @@ prepare() for prepare.py. Each builds what the config names, hands it to Lightni
 task or a data module provides is declared in src/tasks/base.py and src/data/base.py and used only through that."""
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -181,8 +183,21 @@ def share_machine(cfg: DictConfig) -> None:
         log.info("trial %s of %d side by side: GPU %d", hydra.job.num, n, trainer.devices[0])
 
 
+def _no_nvml_probe() -> None:
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import (so that asking whether there is a GPU never
+    initialises CUDA before a fork). torch then asks NVML on every torch.cuda.is_available() until CUDA is initialised,
+    and Adam and AdamW ask at every step: without an NVIDIA driver, a failing dlopen each time (about 40 us a step on
+    a CPU). Where NVML cannot be loaded the answer is "no GPU" either way, so the variable goes."""
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":
+        try:
+            ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+
+
 def _start(cfg: DictConfig) -> None:
     quiet_lightning_handlers()
+    _no_nvml_probe()
     if cfg.get("threads"):  # torch's threads for the work on the CPU (null: torch's default, one per core)
         torch.set_num_threads(int(cfg.threads))
     share_machine(cfg)

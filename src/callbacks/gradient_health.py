@@ -1,6 +1,7 @@
 """Gradient norms in the logs, and a clear stop when the loss becomes NaN or infinite."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,7 +37,8 @@ class GradientHealth(Callback):
         self.log_every = log_every_n_steps
         self.check_every = check_every_n_steps
         self._step = 0
-        self._bad_step = None  # device tensor: first global step with a non-finite loss, -1 if none
+        # the first global step with a non-finite loss: an int on CPU; on a device a tensor there, -1 if none
+        self._bad_step: int | torch.Tensor | None = None
         self._layer_of: dict[str, str] = {}
 
     def setup(self, trainer, pl_module, stage):
@@ -77,10 +79,14 @@ class GradientHealth(Callback):
         if loss is None:
             return
         step = self._step
-        if self._bad_step is None or self._bad_step.device != loss.device:
-            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-        bad = ~torch.isfinite(loss.detach()) & (self._bad_step < 0)
-        self._bad_step = torch.where(bad, torch.as_tensor(step, device=loss.device), self._bad_step)
+        if loss.device.type == "cpu":  # a CPU value is read without waiting for a device: one Python check
+            if self._bad_step is None and not math.isfinite(loss.item()):
+                self._bad_step = step
+        else:  # on a device, kept there (the first bad step, -1 if none) and read every check_every steps
+            if not isinstance(self._bad_step, torch.Tensor) or self._bad_step.device != loss.device:
+                self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            bad = ~torch.isfinite(loss.detach()) & (self._bad_step < 0)
+            self._bad_step = torch.where(bad, torch.as_tensor(step, device=loss.device), self._bad_step)
         if (step + 1) % self.check_every == 0:
             self._raise_if_bad(trainer, pl_module)
 
@@ -94,7 +100,7 @@ class GradientHealth(Callback):
     def _raise_if_bad(self, trainer: L.Trainer, pl_module) -> None:
         if self._bad_step is None:
             return
-        step = int(self._bad_step.item())
+        step = int(self._bad_step.item()) if isinstance(self._bad_step, torch.Tensor) else self._bad_step
         if step < 0:
             return
         last = last_checkpoint(trainer)
