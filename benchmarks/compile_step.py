@@ -23,13 +23,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_step_overhead import compose  # noqa: E402
 
 # the task, and what its default run needs besides (SST-2 is read from the shared data)
-TASKS = {"image": [], "translation": [], "speech": [], "sentiment": ["data.data_dir={data}"], "rl": []}
+TASKS = {"image": [], "translation": [], "speech": [], "sentiment": ["data.data_dir={data}"],
+         "rl": ["callbacks.early_stopping=null"]}
 
 
 class Steps:
-    """Wall time of each training step (batch start to batch end)."""
+    """Wall time of each training step (batch start to batch end; for task=rl, one rollout and its update), and a
+    stop after `n` of them."""
 
-    def __init__(self):
+    def __init__(self, n: int):
         import lightning as L
 
         outer, self.times, self._t = self, [], None
@@ -40,6 +42,8 @@ class Steps:
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 outer.times.append(time.perf_counter() - outer._t)
+                if len(outer.times) >= n:
+                    trainer.should_stop = True
 
         self.callback = _CB()
 
@@ -52,9 +56,9 @@ def run(cfg, steps: int) -> tuple[float, float]:
 
     L.seed_everything(cfg.seed, verbose=False)
     dm = pipeline.build_data(cfg.data)
-    timer = Steps()
+    timer = Steps(steps)
     trainer = pipeline.build(cfg.trainer, "trainer", callbacks=pipeline.build_callbacks(cfg) + [timer.callback],
-                             logger=pipeline.build_loggers(cfg), max_steps=steps, max_epochs=-1)
+                             logger=pipeline.build_loggers(cfg), max_epochs=-1, min_epochs=0)
     task = pipeline.build_task(cfg, pipeline.data_info(dm, trainer))
     pipeline.quiet_lightning_handlers()
     trainer.fit(task, datamodule=dm)
@@ -68,7 +72,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", default=list(TASKS))
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--steps", type=int, default=30, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per run (task=rl: rollouts)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--mode", default="default", help="model.compile_mode")
     args = parser.parse_args()
