@@ -165,6 +165,9 @@ CASES = [
     ("predict.py", "ckpt_path={csv} input={files}/good.png", 2, ["good.png is a file, and this model reads text"]),
     # values out of their range
     ("train.py", "optimizer.lr=-1", 2, ["optimizer.lr=-1 should be a positive learning rate"]),
+    ("train.py", "model.compile=maybe", 2, ["model.compile=maybe", "should be true or false"]),
+    ("train.py", "model.compile=true model.compile_mode=fast", 2, ["model.compile_mode=fast", "reduce-overhead"]),
+    ("train.py", "model.compile=true model.compile_backend=nope", 2, ["model.compile_backend=nope", "aot_eager"]),
     ("train.py", "optimizer.weight_decay=-0.1", 2, ["optimizer.weight_decay=-0.1 should be 0 or more"]),
     ("train.py", "seed=-5", 2, ["seed=-5 should be an integer from 0"]),
     ("train.py", "trainer.accumulate_grad_batches=0", 2, ["trainer.accumulate_grad_batches=0 should be 1 or more"]),

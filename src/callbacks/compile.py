@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 
 import lightning as L
 import torch
 
+from src.errors import UserError
+
 log = logging.getLogger(__name__)
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class Compile(L.Callback):
@@ -18,12 +24,26 @@ class Compile(L.Callback):
     written to run.json)."""
 
     def __init__(self, mode: str = "default", backend: str = "inductor"):
+        import torch._dynamo
+
+        if str(mode or "default") not in MODES:
+            raise UserError(f"model.compile_mode={mode} is not a mode of torch.compile: choose {', '.join(MODES)}.")
+        backends = torch._dynamo.list_backends(exclude_tags=())
+        if str(backend or "inductor") not in backends:
+            raise UserError(f"model.compile_backend={backend} is not a backend of torch.compile: inductor (code "
+                            f"generation), aot_eager or eager (tracing only, to debug); all: {', '.join(backends)}.")
         self.mode = None if mode in (None, "default") else str(mode)
         self.backend = str(backend or "inductor")
         self.seconds: dict[str, float] = {}
         self._start: float | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        on_cpu = trainer.strategy.root_device.type == "cpu"
+        compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+        if self.backend == "inductor" and on_cpu and not any(c and shutil.which(c) for c in compilers):
+            raise UserError("model.compile=true on a CPU needs a C++ compiler (inductor builds C++ kernels), and none "
+                            "was found (g++, c++, clang++ or $CXX): install one (apt-get install g++), or set "
+                            "model.compile=false.")
         net = pl_module.net
         if getattr(net, "_compiled_call_impl", None) is None:
             net.compile(mode=self.mode, backend=self.backend)
