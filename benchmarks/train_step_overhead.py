@@ -191,6 +191,9 @@ def main():
 
     import torch
 
+    from src import pipeline
+
+    pipeline._no_nvml_probe()  # as train.py does; a plain script that never imports Lightning has no probe either
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     out = Path(tempfile.mkdtemp(prefix="gradlab-bench-"))

@@ -182,6 +182,23 @@ def test_epoch_sampler_depends_on_seed_and_epoch_only():
     assert list(s) == first
 
 
+def test_tensor_batches_are_the_batch_samplers_and_follow_set_epoch_after_iter():
+    """TensorBatchSampler gives BatchSampler's batches as tensor slices; like it, it draws the order at the first
+    batch, so a set_epoch between iter() and the first batch (as Lightning's prefetching does) still counts."""
+    from torch.utils.data import BatchSampler
+
+    from src.data.memory import TensorBatchSampler
+
+    s = EpochSampler(range(50), seed=3)
+    for drop_last in (False, True):
+        want = list(BatchSampler(s, 16, drop_last))
+        got = list(TensorBatchSampler(s, 16, drop_last))
+        assert [b.tolist() for b in got] == want and len(TensorBatchSampler(s, 16, drop_last)) == len(want)
+    batches = iter(TensorBatchSampler(s, 16, False))
+    s.set_epoch(1)
+    assert next(batches).tolist() == list(s)[:16]
+
+
 def test_random_crop_flip_keeps_shape_and_content():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).reshape(2, 1, 6, 6)
     torch.manual_seed(0)

@@ -206,6 +206,44 @@ def test_ema_warms_up():
         EMA(decay=1.5)
 
 
+def test_ema_fast_update_matches_torchs_averaged_model():
+    """The per-step update (cached tensor lists, a Python count) gives what torch's
+    AveragedModel.update_parameters gives with the same average, counters (BatchNorm's) included, and goes on
+    from a restored count."""
+    from types import SimpleNamespace
+
+    import lightning as L
+
+    from src.callbacks.ema import EMA
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+
+    torch.manual_seed(0)
+    module = Net()
+    fast, reference = EMA(decay=0.9), EMA(decay=0.9)
+    fast.setup(None, module, "fit")
+    reference.setup(None, module, "fit")
+    for step in range(1, 8):
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(torch.randn_like(p))
+        module.net(torch.randn(8, 3))  # running statistics and num_batches_tracked move
+        if step == 4:  # a checkpoint's round trip, as at a resume: the count is read again from it
+            ckpt = {"state_dict": module.state_dict()}
+            fast.on_save_checkpoint(None, module, ckpt)
+            fast.on_load_checkpoint(None, module, ckpt)
+        fast.on_train_batch_end(SimpleNamespace(global_step=step), module, None, None, 0)
+        reference._average_model.update_parameters(module)
+    got, want = fast._average_model.state_dict(), reference._average_model.state_dict()
+    assert got.keys() == want.keys() and int(got["n_averaged"]) == 7
+    for k in want:
+        assert torch.allclose(got[k].float(), want[k].float(), rtol=0, atol=1e-6), k
+    assert got["module.net.1.num_batches_tracked"] == module.net[1].num_batches_tracked == 7
+
+
 @pytest.mark.slow
 def test_eval_uses_the_checkpoints_tokenizer(trained, tmp_path):
     ckpt = next((trained / "run" / "checkpoints").glob("best-*.ckpt"))

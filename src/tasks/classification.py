@@ -41,8 +41,10 @@ class ClassificationTask(Task, HasConfusion, Exportable):
         super().__init__(*args, **kwargs)
         self.class_names = list(self.data_info["class_names"])
         n = len(self.class_names)
-        # training accuracy as two running counts: a torchmetrics update costs more than a small model's step
-        self.register_buffer("train_counts", torch.zeros(2, dtype=torch.long), persistent=False)
+        # training accuracy as a running count on the device (no sync a step) and a Python count of examples: a
+        # torchmetrics update costs more than a small model's step
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self.train_seen = 0
         self.val_metrics = _metrics(n, self.auroc).clone(prefix="val/")
         self.test_metrics = _metrics(n, self.auroc).clone(prefix="test/")
         self.confusion = MulticlassConfusionMatrix(n)
@@ -78,17 +80,19 @@ class ClassificationTask(Task, HasConfusion, Exportable):
         y = self.target(batch)
         logits = self(self.inputs(batch))
         loss = self._loss(logits, y)
-        self.train_counts += torch.stack([(logits.detach().argmax(-1) == y).sum(), y.new_tensor(y.numel())])
+        self.train_correct.add_((logits.detach().argmax(-1) == y).sum())  # in place: no Module.__setattr__
+        self.train_seen += y.numel()
         if self.logging_step():
             self.log("train/loss", loss, prog_bar=True, batch_size=y.shape[0])
         return loss
 
     def on_train_epoch_start(self):
-        self.train_counts.zero_()
+        self.train_correct.zero_()
+        self.train_seen = 0
 
     def on_train_epoch_end(self):
-        correct, seen = self.train_counts.tolist()
-        self.log("train/acc", correct / max(1, seen), sync_dist=True)  # over the whole epoch (mean of ranks)
+        # over the whole epoch (mean of ranks)
+        self.log("train/acc", self.train_correct.item() / max(1, self.train_seen), sync_dist=True)
 
     def _evaluate(self, batch, split: str, metrics: MetricCollection):
         y = self.target(batch)
