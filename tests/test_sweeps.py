@@ -51,8 +51,8 @@ def test_an_optuna_search_prunes_names_its_best_trial_and_resumes_where_it_stopp
     import optuna
 
     # the search: 8 trials under the median pruner (hparams_search's default), then 4 more
-    search = ["hparams_search=image_optuna", *QUICK, "trainer.max_epochs=4", "trainer.limit_train_batches=6", "test=false",
-              f"paths.sweep_dir={tmp_path}"]
+    search = ["hparams_search=image_optuna", *QUICK, "trainer.max_epochs=4", "trainer.limit_train_batches=6",
+              "test=false", f"paths.sweep_dir={tmp_path}"]
     run_here("train.py", *search, "hydra.sweeper.n_trials=8")
     study_dir = tmp_path / "optuna" / "image"
     storage = f"sqlite:///{study_dir / 'optuna.db'}"
