@@ -96,6 +96,9 @@ class Plain:
         self.dm = instantiate(cfg.data)
         self.dm.prepare_data()
         self.dm.setup()
+        # one training loader, made under the run's seed, which its sampler reads when made: as the app makes it at
+        # fit's start, before EpochReseed reseeds each epoch (a loader made after a reseed draws other batches)
+        self._train_loader = self.dm.train_dataloader()
         info = self.info = self.dm.info
         self.model = build_network(cfg.model, src_vocab_size=info["src_vocab_size"],
                                    tgt_vocab_size=info["tgt_vocab_size"], pad_id=info["pad_id"],
@@ -116,11 +119,10 @@ class Plain:
         self.sched = self.cosine(self.opt, total_steps=total_steps, **options)["scheduler"]
 
     def loader(self, epoch: int):
-        loader = self.dm.train_dataloader()
-        loader.batch_sampler.set_epoch(epoch)
-        return loader
+        self._train_loader.batch_sampler.set_epoch(epoch)
+        return self._train_loader
 
-    def step(self, batch) -> None:
+    def step(self, batch):
         import torch
         import torch.nn.functional as F
 
@@ -136,6 +138,7 @@ class Plain:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.opt.step()
         self.sched.step()
+        return loss.detach()
 
     # -- scoring, the same code for the plain loop's model and an app checkpoint ---------------------------------
     def nll(self, split: str, model=None) -> float:
