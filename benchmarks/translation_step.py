@@ -140,6 +140,13 @@ class Plain:
         self.sched.step()
         return loss.detach()
 
+    def train_epoch(self, epoch: int, seed: int) -> list:
+        """One epoch of steps, reseeded at its start as the app's EpochReseed does: the losses (tensors)."""
+        import lightning as L
+
+        L.seed_everything(seed * 1000 + epoch, workers=True, verbose=False)
+        return [self.step(batch) for batch in self.loader(epoch)]
+
     # -- scoring, the same code for the plain loop's model and an app checkpoint ---------------------------------
     def nll(self, split: str, model=None) -> float:
         """Teacher-forced negative log-likelihood per target token, no label smoothing: the task's {val,test}/loss,
@@ -224,10 +231,8 @@ def train_plain(cfg, device: str, save: str | None = None) -> dict:
     best, best_state, history, bad, t0 = -math.inf, None, [], 0, time.perf_counter()
     cpu0 = time.process_time()
     for epoch in range(epochs):
-        L.seed_everything(seed * 1000 + epoch, workers=True, verbose=False)  # as the app's EpochReseed
         t = time.perf_counter()
-        for batch in plain.loader(epoch):
-            plain.step(batch)
+        plain.train_epoch(epoch, seed)
         train_s = time.perf_counter() - t
         val = plain.bleu("val", int(cfg.task.get("val_beam_size", 1)))
         history.append({"epoch": epoch, "val_bleu": round(val, 2), "val_loss": round(plain.nll("val"), 4),

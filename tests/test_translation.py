@@ -1,6 +1,7 @@
 """The translation task end to end on generated number phrases: it learns, and eval and predict use its checkpoint."""
 import json
 
+import lightning as L
 import pytest
 
 from src.errors import UserError
@@ -56,3 +57,35 @@ def test_a_translation_checkpoint_is_refused_by_the_image_task(trained, tmp_path
     ckpt = next((trained / "checkpoints").glob("best-*.ckpt"))
     with pytest.raises(UserError, match="task=translation"):  # before any data is read
         train_here(tmp_path, f"ckpt_path={ckpt}")
+
+
+class RecordLosses(L.Callback):
+    """+callbacks.losses._target_=tests.test_translation.RecordLosses: each training step's loss, in `losses`."""
+
+    losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        RecordLosses.losses.append(float(outputs["loss"]))
+
+
+def test_the_benchmarks_plain_loop_repeats_the_apps_run_step_for_step(tmp_path):
+    """benchmarks/translation_step.py's plain loop (the baseline of the speed and Multi30k comparisons) builds the
+    same weights, draws the same batches and dropout, and so gives the app's training losses bit for bit, across
+    an epoch boundary: its comparisons are of the same work."""
+    import sys
+
+    from tests.helpers import QUICK, ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import translation_step
+
+    overrides = ["task=translation", "data.train_size=300", "data.val_size=20", "data.test_size=20",
+                 "model.emb_dim=16", "model.hidden=16", "trainer.max_epochs=2", f"paths.cache_dir={tmp_path / 'cache'}"]
+    RecordLosses.losses = []
+    train_here(tmp_path / "app", *overrides, "test=false",
+               "+callbacks.losses._target_=tests.test_translation.RecordLosses")
+    plain = translation_step.Plain(translation_step.compose(None, None, "cpu", tmp_path / "plain", False,
+                                                            (*QUICK, *overrides)), "cpu")
+    plain.schedule(2 * len(plain.loader(0)))
+    losses = [float(x) for epoch in range(2) for x in plain.train_epoch(epoch, int(plain.cfg.seed))]
+    assert len(RecordLosses.losses) == len(losses) > 2 * 4 and RecordLosses.losses == losses
