@@ -134,8 +134,8 @@ class Plain:
                                ignore_index=self.pad_id, label_smoothing=self.task.get("label_smoothing", 0.0))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if self.clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        if self.clip:  # over the optimizer's parameters, in its groups' order, as Lightning clips
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], self.clip)
         self.opt.step()
         self.sched.step()
         return loss.detach()

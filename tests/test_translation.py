@@ -3,6 +3,7 @@ import json
 
 import lightning as L
 import pytest
+import torch
 
 from src.errors import UserError
 from tests.helpers import eval_here, predict_here, run_here, train_here
@@ -79,8 +80,8 @@ def test_the_benchmarks_plain_loop_repeats_the_apps_run_step_for_step(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import translation_step
 
-    overrides = ["task=translation", "data.train_size=300", "data.val_size=20", "data.test_size=20",
-                 "model.emb_dim=16", "model.hidden=16", "trainer.max_epochs=2", f"paths.cache_dir={tmp_path / 'cache'}"]
+    overrides = ["task=translation", "data.train_size=640", "data.val_size=20", "data.test_size=20",
+                 "model.emb_dim=64", "model.hidden=64", "trainer.max_epochs=2", f"paths.cache_dir={tmp_path / 'cache'}"]
     RecordLosses.losses = []
     train_here(tmp_path / "app", *overrides, "test=false",
                "+callbacks.losses._target_=tests.test_translation.RecordLosses")
@@ -89,3 +90,5 @@ def test_the_benchmarks_plain_loop_repeats_the_apps_run_step_for_step(tmp_path):
     plain.schedule(2 * len(plain.loader(0)))
     losses = [float(x) for epoch in range(2) for x in plain.train_epoch(epoch, int(plain.cfg.seed))]
     assert len(RecordLosses.losses) == len(losses) > 2 * 4 and RecordLosses.losses == losses
+    app = torch.load(tmp_path / "app" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(app[f"net.{k}"], v) for k, v in plain.model.state_dict().items())  # to the last bit
