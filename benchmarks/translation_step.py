@@ -220,7 +220,6 @@ def run_plain(plain: Plain, skip: int, steps: int) -> tuple[float, int]:
 
 def train_plain(cfg, device: str, save: str | None = None) -> dict:
     """The plain loop's whole run: the config's epochs, validation BLEU after each, the best epoch kept."""
-    import lightning as L
 
     plain = Plain(cfg, device)
     epochs = int(cfg.trainer.max_epochs)
