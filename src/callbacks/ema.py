@@ -22,18 +22,17 @@ class EMA(WeightAveraging):
         if not 0 < decay < 1:
             raise ValueError(f"callbacks.ema.decay={decay} should be between 0 and 1, e.g. 0.999")
 
-        @torch.no_grad()
         def average(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-            weight = 1 - torch.clamp((1 + n) / (10 + n), max=decay)
-            for a_list, c_list, counters in self._groups(averaged, current):
-                if a_list:
-                    torch._foreach_lerp_(a_list, c_list, weight.to(a_list[0].dtype))
-                for a, c in counters:
-                    a.copy_(c)
+            # torch's path (an average kept on another device), which reads the count on the host itself
+            self._apply(self._groups(averaged, current), self._weight(int(n)))
 
         super().__init__(device=device, multi_avg_fn=average)
         self.decay = decay
         self._lists: tuple[list, int] | None = None  # (groups, updates so far), gathered at the first update
+
+    def _weight(self, n: int) -> float:
+        """The current weights' share in the update after n updates: 1 - min(decay, (1 + n) / (10 + n))."""
+        return 1 - min(self.decay, (1 + n) / (10 + n))
 
     @staticmethod
     def _groups(averaged, current):
@@ -49,6 +48,18 @@ class EMA(WeightAveraging):
             else:
                 counters.append((a, c))
         return [*by_dtype.values(), ([], [], counters)]
+
+    @staticmethod
+    @torch.no_grad()
+    def _apply(groups, weight: float | None) -> None:
+        """Moves each average `weight` of the way to the current value (None: copies it); counters are copied."""
+        for a_list, c_list, counters in groups:
+            if weight is None:
+                counters = [*zip(a_list, c_list), *counters]
+            elif a_list:
+                torch._foreach_lerp_(a_list, c_list, weight)
+            for a, c in counters:
+                a.copy_(c)
 
     def setup(self, trainer, pl_module, stage):
         super().setup(trainer, pl_module, stage)
@@ -69,20 +80,7 @@ class EMA(WeightAveraging):
                 return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             self._lists = (self._groups(averaged, current), int(avg.n_averaged))  # the one read of the count
         groups, n = self._lists
-        with torch.no_grad():
-            if n == 0:  # the first update copies
-                for a_list, c_list, counters in groups:
-                    for a, c in zip(a_list, c_list):
-                        a.copy_(c)
-                    for a, c in counters:
-                        a.copy_(c)
-            else:
-                weight = 1 - min(self.decay, (1 + n) / (10 + n))
-                for a_list, c_list, counters in groups:
-                    if a_list:
-                        torch._foreach_lerp_(a_list, c_list, weight)
-                    for a, c in counters:
-                        a.copy_(c)
-            self._average_model.n_averaged.add_(1)
+        self._apply(groups, None if n == 0 else self._weight(n))  # the first update copies
+        self._average_model.n_averaged.add_(1)
         self._lists = (groups, n + 1)
         self._latest_update_step = trainer.global_step
