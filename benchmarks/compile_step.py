@@ -57,8 +57,8 @@ def run(cfg, steps: int) -> tuple[float, float]:
     L.seed_everything(cfg.seed, verbose=False)
     dm = pipeline.build_data(cfg.data)
     timer = Steps(steps)
-    trainer = pipeline.build(cfg.trainer, "trainer", callbacks=pipeline.build_callbacks(cfg) + [timer.callback],
-                             logger=pipeline.build_loggers(cfg), max_epochs=-1, min_epochs=0)
+    trainer = pipeline.build_trainer(cfg, pipeline.build_callbacks(cfg) + [timer.callback], pipeline.build_loggers(cfg),
+                                     max_epochs=-1, min_epochs=0)
     task = pipeline.build_task(cfg, pipeline.data_info(dm, trainer))
     pipeline.quiet_lightning_handlers()
     trainer.fit(task, datamodule=dm)

@@ -96,20 +96,9 @@ def run_gradlab(cfg, skip: int, steps: int) -> float:
     task = pipeline.build_task(cfg, dm.info)
     timer = StepTimer(skip, steps, cfg.trainer.accelerator)
     callbacks = pipeline.build_callbacks(cfg) + [timer.callback]
-    if not cfg.get("logger"):
-        return _fit(cfg, task, dm, callbacks, skip, steps, timer)
-    trainer = pipeline.build(cfg.trainer, "trainer", callbacks=callbacks, logger=pipeline.build_loggers(cfg),
-                             max_steps=skip + steps, max_epochs=-1)
+    loggers = pipeline.build_loggers(cfg) if cfg.get("logger") else []
+    trainer = pipeline.build_trainer(cfg, callbacks, loggers, max_steps=skip + steps, max_epochs=-1)
     pipeline.quiet_lightning_handlers()
-    trainer.fit(task, datamodule=dm)
-    return timer.per_step / steps
-
-
-def _fit(cfg, task, dm, callbacks, skip, steps, timer) -> float:
-    from src import pipeline
-
-    trainer = pipeline.build(cfg.trainer, "trainer", callbacks=callbacks, logger=False, max_steps=skip + steps,
-                              max_epochs=-1)
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps
 

@@ -72,9 +72,8 @@ def run_gradlab(cfg, skip: int, steps: int) -> tuple[float, int]:
     task = pipeline.build_task(cfg, dm.info)
     timer, counter = StepTimer(skip, steps, cfg.trainer.accelerator), TokenCounter(skip, steps, dm.info["pad_id"])
     callbacks = pipeline.build_callbacks(cfg) + [timer.callback, counter.callback]
-    loggers = pipeline.build_loggers(cfg) if cfg.get("logger") else False
-    trainer = pipeline.build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, max_steps=skip + steps,
-                             max_epochs=-1)
+    loggers = pipeline.build_loggers(cfg) if cfg.get("logger") else []
+    trainer = pipeline.build_trainer(cfg, callbacks, loggers, max_steps=skip + steps, max_epochs=-1)
     pipeline.quiet_lightning_handlers()
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps, counter.tokens

@@ -110,3 +110,19 @@ def test_predict_prints_one_json_line_per_image(trained, tmp_path):
     assert len(lines) == 5 and all(len(x["top_k"]) == 2 for x in lines)
     correct = sum(x["prediction"] == x["input"].rsplit("_", 1)[1][0] for x in lines)
     assert correct >= 4
+
+
+def test_a_run_is_profiled_only_when_asked_and_then_every_hook_is_timed(compose_train, tmp_path):
+    # without a profiler, the Trainer's stand-in times nothing (src/pipeline.py: Unprofiled)
+    quiet = pipeline.build_trainer(compose_train(*QUICK), [], [])
+    assert isinstance(quiet.profiler, pipeline.Unprofiled)
+    with quiet.profiler.profile("[Callback]x.on_train_batch_end"):
+        pass
+    # debug=profiler (Lightning's simple profiler) still sees each callback's hooks
+    cfg = compose_train(*QUICK, "debug=profiler", "+trainer.limit_train_batches=3", "trainer.limit_val_batches=1")
+    trainer = pipeline.build_trainer(cfg, pipeline.build_callbacks(cfg), pipeline.build_loggers(cfg))
+    dm = pipeline.build_data(cfg.data)
+    trainer.fit(pipeline.build_task(cfg, pipeline.data_info(dm, trainer)), datamodule=dm)
+    timed = trainer.profiler.recorded_durations
+    assert len(timed["run_training_batch"]) == 3
+    assert any(k.startswith("[Callback]GradientHealth") and k.endswith("on_train_batch_end") for k in timed)

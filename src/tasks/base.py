@@ -57,6 +57,17 @@ class Task(L.LightningModule, ABC):
         self.data_info = dict(data_info or {})
         self.net: nn.Module = build_network(model, **self.model_kwargs())
 
+    # Lightning sets _current_fx_name around every hook it calls, about 40 times a training step, and nn.Module's
+    # __setattr__ first looks for each name among the parameters, buffers and submodules. Names here hold plain
+    # Python values (never a tensor or a module) and skip that search; a subclass may add its own per-step counters.
+    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def model_kwargs(self) -> dict[str, Any]:
         """What the data dictates to the model's constructor (e.g. num_classes), on top of its config."""
         return {}

@@ -36,6 +36,7 @@ class ClassificationTask(Task, HasConfusion, Exportable):
     """
 
     auroc = False
+    _PLAIN_ATTRIBUTES = Task._PLAIN_ATTRIBUTES | {"train_seen"}
 
     def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
