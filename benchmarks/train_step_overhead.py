@@ -199,6 +199,9 @@ def main():
     a, p = statistics.median(app), statistics.median(plain)
     paired = statistics.median(x / y for x, y in zip(app, plain))
     print(f"median of the rounds' own ratios (each round's two sides back to back): {paired:.3f}")
+    # noise on a shared machine only adds time: each side's fastest round is the least disturbed (timeit's advice)
+    print(f"fastest rounds: gradlab {min(app) * 1e3:.2f} ms/step, plain {min(plain) * 1e3:.2f}, "
+          f"ratio {min(app) / min(plain):.3f}")
     print(f"median: gradlab {a * 1e3:.2f} ms/step, plain PyTorch {p * 1e3:.2f} ms/step, ratio {a / p:.3f}")
 
 
