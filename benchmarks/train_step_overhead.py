@@ -96,8 +96,7 @@ def run_gradlab(cfg, skip: int, steps: int) -> float:
     task = pipeline.build_task(cfg, dm.info)
     timer = StepTimer(skip, steps, cfg.trainer.accelerator)
     callbacks = pipeline.build_callbacks(cfg) + [timer.callback]
-    loggers = pipeline.build_loggers(cfg) if cfg.get("logger") else []
-    trainer = pipeline.build_trainer(cfg, callbacks, loggers, max_steps=skip + steps, max_epochs=-1)
+    trainer = pipeline.build_trainer(cfg, callbacks, pipeline.build_loggers(cfg), max_steps=skip + steps, max_epochs=-1)
     pipeline.quiet_lightning_handlers()
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps

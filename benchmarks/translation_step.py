@@ -72,8 +72,7 @@ def run_gradlab(cfg, skip: int, steps: int) -> tuple[float, int]:
     task = pipeline.build_task(cfg, dm.info)
     timer, counter = StepTimer(skip, steps, cfg.trainer.accelerator), TokenCounter(skip, steps, dm.info["pad_id"])
     callbacks = pipeline.build_callbacks(cfg) + [timer.callback, counter.callback]
-    loggers = pipeline.build_loggers(cfg) if cfg.get("logger") else []
-    trainer = pipeline.build_trainer(cfg, callbacks, loggers, max_steps=skip + steps, max_epochs=-1)
+    trainer = pipeline.build_trainer(cfg, callbacks, pipeline.build_loggers(cfg), max_steps=skip + steps, max_epochs=-1)
     pipeline.quiet_lightning_handlers()
     trainer.fit(task, datamodule=dm)
     return timer.per_step / steps, counter.tokens
@@ -219,7 +218,6 @@ def run_plain(plain: Plain, skip: int, steps: int) -> tuple[float, int]:
 
 def train_plain(cfg, device: str, save: str | None = None) -> dict:
     """The plain loop's whole run: the config's epochs, validation BLEU after each, the best epoch kept."""
-
     plain = Plain(cfg, device)
     epochs = int(cfg.trainer.max_epochs)
     patience = (cfg.get("callbacks") or {}).get("early_stopping", {}) or {}
